@@ -1,0 +1,1 @@
+"""Input gradients through the likelihood ODE, and PGD attacks."""

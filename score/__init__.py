@@ -1,0 +1,1 @@
+"""The class-conditional noise-prediction network and its training objective."""

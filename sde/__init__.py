@@ -1,0 +1,5 @@
+"""Forward SDEs of score-based diffusion (SPEC.md §1, §3)."""
+
+from sde.sdes import AbstractSDE, SubVPSDE, VPSDE
+
+__all__ = ["AbstractSDE", "SubVPSDE", "VPSDE"]
