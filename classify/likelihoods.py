@@ -1,0 +1,85 @@
+"""log p(x | y) for every label y, with common random numbers (SPEC.md §4).
+
+Classification only needs the differences between labels, so by default
+every label of one image sees the SAME dequantisation noise and the SAME
+probe vectors: their errors are then strongly correlated and mostly cancel
+in the argmax. `share_noise=False` draws them afresh per label, for
+comparison.
+"""
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int, PRNGKeyArray, Shaped
+
+from likelihood import LikelihoodStats, batch_log_likelihood, dequantize
+from sde import AbstractSDE
+
+LabelNoiseFn = Callable[[Float[Array, "*d"], Float[Array, ""], Int[Array, ""]], Float[Array, "*d"]]
+
+
+def batch_class_log_likelihoods(
+    noise_fn: LabelNoiseFn,
+    sde: AbstractSDE,
+    xs: Shaped[Array, "n *d"],
+    *,
+    key: PRNGKeyArray,
+    num_classes: int,
+    share_noise: bool = True,
+    levels: int = 256,
+    **options,
+) -> tuple[Float[Array, "n k"], LikelihoodStats]:
+    """log p(x_i | y) for n images and all K labels, and the solve statistics.
+
+    `xs` holds integer pixels in [0, levels), dequantised here (SPEC.md §4), or
+    floating model-space data, used as given. `noise_fn(x, t, y)` is the
+    label-conditional noise prediction on one unbatched input. `options` go to
+    `likelihood.batch_log_likelihood` (batching, divergence, t0, rtol, atol,
+    solver, max_steps, norm); with the default `OneSolve` all n x K problems
+    share one solve.
+    """
+    xs = jnp.asarray(xs)
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be at least 1, got {num_classes}")
+    num_images = xs.shape[0]
+    image_keys = jax.random.split(key, num_images)
+    if share_noise:
+        element_keys = jnp.repeat(image_keys, num_classes, axis=0)
+    else:
+        element_keys = jax.vmap(lambda k: jax.random.split(k, num_classes))(image_keys)
+        element_keys = element_keys.reshape(num_images * num_classes, *element_keys.shape[2:])
+    dequantization_keys, probe_keys = jax.vmap(jax.random.split, out_axes=1)(element_keys)
+
+    images = jnp.repeat(xs, num_classes, axis=0)
+    if jnp.issubdtype(images.dtype, jnp.integer):
+        images = jax.vmap(lambda k, pixels: dequantize(k, pixels, levels))(
+            dequantization_keys, images
+        )
+    labels = jnp.tile(jnp.arange(num_classes), num_images)
+    log_probs, stats = batch_log_likelihood(
+        noise_fn, sde, images, labels, keys=probe_keys, **options
+    )
+    unflatten = lambda leaf: leaf.reshape(num_images, num_classes, *leaf.shape[1:])
+    return unflatten(log_probs), jax.tree.map(unflatten, stats)
+
+
+def class_log_likelihoods(
+    noise_fn: LabelNoiseFn,
+    sde: AbstractSDE,
+    x: Shaped[Array, "*d"],
+    *,
+    key: PRNGKeyArray,
+    num_classes: int,
+    **options,
+) -> Float[Array, "k"]:
+    """log p(x | y) in nats for every label y of ONE image.
+
+    Integer pixels are dequantised once and shared by all labels, as are the
+    divergence probes (unless `share_noise=False`). `options` are those of
+    `batch_class_log_likelihoods`.
+    """
+    log_probs, _ = batch_class_log_likelihoods(
+        noise_fn, sde, jnp.asarray(x)[None], key=key, num_classes=num_classes, **options
+    )
+    return log_probs[0]

@@ -1,0 +1,103 @@
+"""Divergence estimators for the probability-flow ODE (SPEC.md §4).
+
+An estimator is a small strategy object with two methods:
+
+- `draw_probes(key, shape)`: the probe vectors v_1..v_n, drawn ONCE per solve
+  and held fixed along it;
+- `reduce(quadratic_forms)`: turns the n numbers v_i . (J v_i) into the
+  divergence channels that ride in the ODE state (one per Hutchinson probe,
+  or one exact trace).
+
+`batch_divergence` evaluates a batched function once and all n
+Jacobian-vector products against it (forward mode: CPU_NOTES.md trap 1 finds
+v . (J v) through `jax.jvp` far faster inside solver loops than a VJP).
+"""
+
+import math
+from collections.abc import Callable
+from typing import Literal
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+
+class Hutchinson(eqx.Module):
+    """Hutchinson's estimator E[v^T J v] = tr J with n fixed probes per solve.
+
+    All probes ride in ONE solve as extra channels: the forward pass is shared
+    and each probe costs one JVP. Rademacher probes (the default) have lower
+    variance than Gaussian ones for the same cost (CPU_NOTES.md: std 12 vs 34
+    on a trained 8x8 model).
+    """
+
+    n_probes: int = eqx.field(static=True, default=1)
+    kind: Literal["rademacher", "gaussian"] = eqx.field(static=True, default="rademacher")
+
+    def __check_init__(self):
+        if self.n_probes < 1:
+            raise ValueError(f"Hutchinson needs n_probes >= 1, got {self.n_probes}")
+        if self.kind not in ("rademacher", "gaussian"):
+            raise ValueError(f"Hutchinson kind must be 'rademacher' or 'gaussian', got {self.kind!r}")
+
+    def draw_probes(self, key: PRNGKeyArray, shape: tuple[int, ...]) -> Float[Array, "n *shape"]:
+        full_shape = (self.n_probes, *shape)
+        if self.kind == "rademacher":
+            return jax.random.rademacher(key, full_shape, dtype=jnp.float32)
+        return jax.random.normal(key, full_shape)
+
+    def reduce(self, quadratic_forms: Float[Array, "n"]) -> Float[Array, "n"]:
+        return quadratic_forms
+
+
+class ExactTrace(eqx.Module):
+    """The exact trace as D JVPs against the standard basis.
+
+    Costs D times one probe (25x at D = 64, 340x at D = 784 per CPU_NOTES.md):
+    for small inputs and as the test oracle.
+    """
+
+    def draw_probes(self, key: PRNGKeyArray, shape: tuple[int, ...]) -> Float[Array, "d *shape"]:
+        del key  # deterministic
+        num_dims = math.prod(shape)
+        return jnp.eye(num_dims).reshape(num_dims, *shape)
+
+    def reduce(self, quadratic_forms: Float[Array, "d"]) -> Float[Array, "1"]:
+        return jnp.sum(quadratic_forms, keepdims=True)
+
+
+DivergenceEstimator = Hutchinson | ExactTrace
+
+
+def batch_divergence(
+    fn: Callable[[Float[Array, "b *d"]], Float[Array, "b *d"]],
+    xs: Float[Array, "b *d"],
+    probes: Float[Array, "b n *d"],
+    estimator: DivergenceEstimator,
+) -> tuple[Float[Array, "b *d"], Float[Array, "b m"]]:
+    """fn(xs) and the divergence channels of each batch element.
+
+    `fn` must act on the batch elementwise (a vmapped network), so its Jacobian
+    is block diagonal and each element's v . (J v) only sees its own block.
+    The primal is computed once; `jax.vmap` over the linearised function runs
+    the n JVPs as one batched tangent pass.
+    """
+    values, jvp_fn = jax.linearize(fn, xs)
+    tangents = jax.vmap(jvp_fn, in_axes=1, out_axes=1)(probes)
+    event_axes = tuple(range(2, probes.ndim))
+    quadratic_forms = jnp.sum(probes * tangents, axis=event_axes)
+    return values, jax.vmap(estimator.reduce)(quadratic_forms)
+
+
+def divergence(
+    fn: Callable[[Float[Array, "*d"]], Float[Array, "*d"]],
+    x: Float[Array, "*d"],
+    *,
+    key: PRNGKeyArray,
+    estimator: DivergenceEstimator,
+) -> Float[Array, "m"]:
+    """Divergence channels of `fn` at one input: n probe estimates, or [trace]."""
+    probes = estimator.draw_probes(key, x.shape)
+    _, channels = batch_divergence(jax.vmap(fn), x[None], probes[None], estimator)
+    return channels[0]
