@@ -24,7 +24,7 @@ def batch_class_log_likelihoods(
     sde: AbstractSDE,
     xs: Shaped[Array, "n *d"],
     *,
-    key: PRNGKeyArray,
+    keys: PRNGKeyArray,
     num_classes: int,
     share_noise: bool = True,
     levels: int = 256,
@@ -32,7 +32,8 @@ def batch_class_log_likelihoods(
 ) -> tuple[Float[Array, "n k"], LikelihoodStats]:
     """log p(x_i | y) for n images and all K labels, and the solve statistics.
 
-    `xs` holds integer pixels in [0, levels), dequantised here (SPEC.md §4), or
+    `keys` holds one PRNG key per image: its dequantisation noise and probes
+    come from it. `xs` holds integer pixels in [0, levels), dequantised here (SPEC.md §4), or
     floating model-space data, used as given. `noise_fn(x, t, y)` is the
     label-conditional noise prediction on one unbatched input. `options` go to
     `likelihood.batch_log_likelihood` (batching, divergence, t0, rtol, atol,
@@ -43,11 +44,12 @@ def batch_class_log_likelihoods(
     if num_classes < 1:
         raise ValueError(f"num_classes must be at least 1, got {num_classes}")
     num_images = xs.shape[0]
-    image_keys = jax.random.split(key, num_images)
+    if keys.shape != (num_images,):
+        raise ValueError(f"expected one key per image, shape ({num_images},), got {keys.shape}")
     if share_noise:
-        element_keys = jnp.repeat(image_keys, num_classes, axis=0)
+        element_keys = jnp.repeat(keys, num_classes, axis=0)
     else:
-        element_keys = jax.vmap(lambda k: jax.random.split(k, num_classes))(image_keys)
+        element_keys = jax.vmap(lambda k: jax.random.split(k, num_classes))(keys)
         element_keys = element_keys.reshape(num_images * num_classes, *element_keys.shape[2:])
     dequantization_keys, probe_keys = jax.vmap(jax.random.split, out_axes=1)(element_keys)
 
@@ -80,6 +82,6 @@ def class_log_likelihoods(
     `batch_class_log_likelihoods`.
     """
     log_probs, _ = batch_class_log_likelihoods(
-        noise_fn, sde, jnp.asarray(x)[None], key=key, num_classes=num_classes, **options
+        noise_fn, sde, jnp.asarray(x)[None], keys=key[None], num_classes=num_classes, **options
     )
     return log_probs[0]

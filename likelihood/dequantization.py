@@ -19,6 +19,8 @@ def dequantize(
     pixels = jnp.asarray(pixels)
     if not jnp.issubdtype(pixels.dtype, jnp.integer):
         raise TypeError(f"dequantize takes integer pixels, got dtype {pixels.dtype}")
+    # Widen first: with uint8, `levels` = 256 would wrap around to 0 in the check.
+    pixels = pixels.astype(jnp.int32)
     pixels = eqx.error_if(
         pixels,
         jnp.any((pixels < 0) | (pixels >= levels)),
