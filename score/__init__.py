@@ -1,1 +1,8 @@
-"""The class-conditional noise-prediction network and its training objective."""
+"""The class-conditional noise-prediction network and its training objective (SPEC.md §2, §3)."""
+
+from score.config import NetConfig
+from score.network import ScoreNet
+from score.objective import loss
+from score.presets import PRESETS
+
+__all__ = ["NetConfig", "PRESETS", "ScoreNet", "loss"]

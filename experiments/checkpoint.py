@@ -1,0 +1,103 @@
+"""Run folders: atomic checkpoints with `eqx.tree_serialise_leaves` and a JSON config.
+
+A run folder holds `config.json` (every setting of the run, written once),
+`checkpoint.eqx` (the training state's leaves) and whatever the entry point
+adds. Files are written to a temporary name and renamed, so an interrupted
+write never leaves a half-written checkpoint behind.
+"""
+
+import dataclasses
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+
+CONFIG_FILE = "config.json"
+CHECKPOINT_FILE = "checkpoint.eqx"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint or run folder that cannot be used; the message names the file."""
+
+
+def write_atomically(path: Path, write) -> None:
+    """Call `write(file)` on a temporary file beside `path`, then rename it onto `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            write(file)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def to_json(config: Any) -> dict:
+    """A (nested) frozen dataclass as JSON-ready data; tuples and paths as lists and strings."""
+    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
+
+
+def save_config(folder: Path, config: dict) -> None:
+    text = json.dumps(config, indent=2, sort_keys=True).encode()
+    write_atomically(folder / CONFIG_FILE, lambda file: file.write(text))
+
+
+def load_config(folder: Path) -> dict:
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing; is {folder} a run folder of experiments.train?")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{path}: not valid JSON ({error})") from error
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def check_same_config(folder: Path, expected: dict, ignore: tuple[str, ...]) -> None:
+    """Raise if the run's saved config differs from `expected`, except for the keys in
+    `ignore` (dotted paths such as "train.steps")."""
+    saved, now = _flatten(load_config(folder)), _flatten(expected)
+    keys = sorted((set(saved) | set(now)) - set(ignore))
+    differences = [f"{k}: saved {saved.get(k)!r}, now {now.get(k)!r}" for k in keys
+                   if saved.get(k) != now.get(k)]
+    if differences:
+        raise CheckpointError(
+            f"{folder / CONFIG_FILE} does not match this run's settings ("
+            + "; ".join(differences) + "); resume with the same settings or use a new --out"
+        )
+
+
+def save_state(folder: Path, state: eqx.Module) -> None:
+    write_atomically(folder / CHECKPOINT_FILE, lambda file: eqx.tree_serialise_leaves(file, state))
+
+
+def load_state(folder: Path, like: eqx.Module) -> eqx.Module:
+    """The state saved in `folder`, with the structure of `like` (arrays or shape structs)."""
+    path = folder / CHECKPOINT_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no checkpoint to resume from")
+    try:
+        with path.open("rb") as file:
+            state = eqx.tree_deserialise_leaves(file, like)
+            trailing = file.read(1)
+    except Exception as error:
+        raise CheckpointError(
+            f"{path}: truncated or written for another model/optimiser ({type(error).__name__}: "
+            f"{error})"
+        ) from error
+    if trailing:
+        raise CheckpointError(f"{path}: longer than this model's state: written for another model")
+    return state

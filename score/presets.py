@@ -1,0 +1,26 @@
+"""The named network configurations, all in one place (SPEC.md §2, CPU_NOTES.md).
+
+`cifar10` is the paper's baseline (67,194,499 parameters) and `cifar10-deep`
+its 8-block variant; `digits` (201,697 parameters) and `mnist` /
+`fashion-mnist` (1,919,521) are the same architecture with fewer channels and
+levels, sized for CPU training. Every preset is class-conditional; use
+`dataclasses.replace(config, num_classes=None)` for an unconditional network.
+"""
+
+from score.config import NetConfig
+
+# 28 -> 14 -> 7, attention at the 7x7 level.
+_MNIST_SIZED = NetConfig(
+    image_size=28, channels=1, num_classes=10, nf=32, ch_mult=(1, 2, 2), num_res_blocks=2, attn_resolutions=(7,)
+)
+
+PRESETS: dict[str, NetConfig] = {
+    "cifar10": NetConfig(image_size=32, channels=3, num_classes=10),
+    "cifar10-deep": NetConfig(image_size=32, channels=3, num_classes=10, num_res_blocks=8),
+    # 8 -> 4; the middle block's attention already runs at 4x4.
+    "digits": NetConfig(
+        image_size=8, channels=1, num_classes=10, nf=16, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=()
+    ),
+    "mnist": _MNIST_SIZED,
+    "fashion-mnist": _MNIST_SIZED,
+}

@@ -1,0 +1,142 @@
+"""`python -m experiments.train`: exact resume, interruption, checkpoints, data parallelism."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import score
+from experiments import checkpoint, train
+
+# A constant learning rate after one warm-up step: the schedule of a run stopped
+# at N/2 is then the one of the whole run, as resuming assumes.
+TINY = ["--preset", "digits", "--batch-size", "16", "--log-every", "2", "--samples-per-class", "1",
+        "--lr-schedule", "constant", "--warmup-steps", "1"]
+
+
+def run(out: Path, steps: int, *extra: str) -> None:
+    train.main([*TINY, "--out", str(out), "--steps", str(steps), "--checkpoint-every", "2", *extra])
+
+
+def saved_leaves(out: Path) -> list[np.ndarray]:
+    config = train.resolve(train.TrainConfig(preset="digits", out=out, batch_size=16,
+                                             lr_schedule="constant", warmup_steps=1))
+    optimizer = train.make_optimizer(config)
+    like = jax.eval_shape(lambda: train.init_state(score.PRESETS["digits"], 0, optimizer))
+    return [np.asarray(leaf) for leaf in jax.tree.leaves(checkpoint.load_state(out, like))]
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("straight")
+    run(out, 4)
+    return out
+
+
+def test_run_folder_contents(straight):
+    config = json.loads((straight / "config.json").read_text())
+    assert config["train"]["steps"] == 4 and config["network"]["image_size"] == 8
+    log = [json.loads(line) for line in (straight / "log.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in log] == [2, 4]
+    assert all(np.isfinite(line["loss"]) for line in log)
+    assert sorted(p.name for p in (straight / "samples").iterdir()) == [
+        "step_0000002.png", "step_0000004.png"
+    ]
+
+
+def test_resume_is_bit_identical(straight, tmp_path):
+    run(tmp_path, 2)
+    run(tmp_path, 4, "--resume")
+    for resumed, uninterrupted in zip(saved_leaves(tmp_path), saved_leaves(straight), strict=True):
+        np.testing.assert_array_equal(resumed, uninterrupted)
+    assert (tmp_path / "log.jsonl").read_text() .count("\n") == 2
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_same(straight, tmp_path, monkeypatch):
+    calls = []
+    real_step = train.train_step
+
+    def interrupted_step(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_step(*args)
+
+    monkeypatch.setattr(train, "train_step", interrupted_step)
+    with pytest.raises(SystemExit) as exit_info:
+        run(tmp_path, 4)
+    assert exit_info.value.code == 130
+    monkeypatch.setattr(train, "train_step", real_step)
+    run(tmp_path, 4, "--resume")
+    for resumed, uninterrupted in zip(saved_leaves(tmp_path), saved_leaves(straight), strict=True):
+        np.testing.assert_array_equal(resumed, uninterrupted)
+
+
+def test_truncated_checkpoint_names_the_file(straight, tmp_path):
+    for name in ("config.json", "checkpoint.eqx"):
+        (tmp_path / name).write_bytes((straight / name).read_bytes())
+    data = (tmp_path / "checkpoint.eqx").read_bytes()
+    (tmp_path / "checkpoint.eqx").write_bytes(data[: len(data) // 2])
+    with pytest.raises(checkpoint.CheckpointError, match=r"checkpoint\.eqx: truncated"):
+        run(tmp_path, 6, "--resume")
+
+
+def test_mismatched_settings_are_named(straight):
+    with pytest.raises(checkpoint.CheckpointError, match=r"train\.learning_rate: saved 0\.002, now 0\.01"):
+        run(straight, 6, "--resume", "--learning-rate", "0.01")
+
+
+def test_missing_checkpoint_and_overwrite_are_refused(straight, tmp_path):
+    with pytest.raises(checkpoint.CheckpointError, match="config.json: missing"):
+        run(tmp_path, 2, "--resume")
+    with pytest.raises(checkpoint.CheckpointError, match="exists: pass --resume"):
+        run(straight, 2)
+
+
+def test_help_lists_every_option_with_its_default(capsys):
+    with pytest.raises(SystemExit):
+        train.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for field in ("--preset", "--steps", "--batch-size", "--seed", "--out", "--resume", "--ema-decay"):
+        assert field in text
+    assert "(default per preset: digits 4000," in text and "(default 128)" in text
+
+
+DATA_PARALLEL_CHECK = """
+import jax, numpy as np
+import score
+from experiments import train
+from experiments.data import load_dataset
+assert jax.device_count() == 2, jax.devices()
+config = train.resolve(train.TrainConfig(preset="digits", batch_size=16, steps=10))
+optimizer = train.make_optimizer(config)
+data = load_dataset("digits", "train")
+results = []
+for devices in (1, 2):
+    replicated, batch_sharding = train.data_parallel(devices)
+    state = jax.device_put(train.init_state(score.PRESETS["digits"], 0, optimizer), replicated)
+    for step in range(2):
+        index = train.batch_indices(0, step, len(data.labels), 16)
+        batch = jax.device_put((data.images[index], data.labels[index]), batch_sharding)
+        state, loss = train.train_step(state, *batch, optimizer, train.StepSettings.of(config))
+    assert len(jax.tree.leaves(state.model)[0].sharding.device_set) == devices
+    results.append(jax.tree.leaves(state))
+for one, two in zip(*results, strict=True):
+    np.testing.assert_allclose(np.asarray(one, np.float64), np.asarray(two, np.float64), rtol=1e-4, atol=1e-6)
+print("equal")
+"""
+
+
+def test_two_devices_give_the_single_device_step():
+    environment = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    result = subprocess.run(
+        [sys.executable, "-c", DATA_PARALLEL_CHECK], env=environment, capture_output=True,
+        text=True, cwd=Path(__file__).parents[1], timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "equal" in result.stdout
