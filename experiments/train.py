@@ -158,7 +158,7 @@ def train_step(
     images: UInt8[Array, "b h w c"],
     labels: Int[Array, " b"],
     optimizer: optax.GradientTransformation,
-    settings: "StepSettings",
+    settings: StepSettings,
 ) -> tuple[TrainState, Float[Array, ""]]:
     """One optimiser step on a batch of uint8 images (sharded or not: XLA partitions it)."""
     step_key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
