@@ -4,3 +4,22 @@ from hypothesis import settings
 
 settings.register_profile("sbgc", max_examples=8, deadline=None, derandomize=True)
 settings.load_profile("sbgc")
+
+
+import pytest  # noqa: E402
+
+# A constant learning rate after one warm-up step: the schedule of a run stopped
+# at N/2 is then the one of the whole run, as resuming assumes.
+TINY_TRAINING = ["--preset", "digits", "--batch-size", "16", "--log-every", "2",
+                 "--samples-per-class", "1", "--lr-schedule", "constant", "--warmup-steps", "1",
+                 "--checkpoint-every", "2"]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A digits run of 4 tiny steps, shared by the entry points' tests."""
+    from experiments import train
+
+    out = tmp_path_factory.mktemp("tiny_run")
+    train.main([*TINY_TRAINING, "--out", str(out), "--steps", "4"])
+    return out

@@ -12,15 +12,10 @@ import pytest
 
 import score
 from experiments import checkpoint, train
-
-# A constant learning rate after one warm-up step: the schedule of a run stopped
-# at N/2 is then the one of the whole run, as resuming assumes.
-TINY = ["--preset", "digits", "--batch-size", "16", "--log-every", "2", "--samples-per-class", "1",
-        "--lr-schedule", "constant", "--warmup-steps", "1"]
-
+from tests.conftest import TINY_TRAINING
 
 def run(out: Path, steps: int, *extra: str) -> None:
-    train.main([*TINY, "--out", str(out), "--steps", str(steps), "--checkpoint-every", "2", *extra])
+    train.main([*TINY_TRAINING, "--out", str(out), "--steps", str(steps), *extra])
 
 
 def saved_leaves(out: Path) -> list[np.ndarray]:
@@ -31,33 +26,26 @@ def saved_leaves(out: Path) -> list[np.ndarray]:
     return [np.asarray(leaf) for leaf in jax.tree.leaves(checkpoint.load_state(out, like))]
 
 
-@pytest.fixture(scope="module")
-def straight(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("straight")
-    run(out, 4)
-    return out
-
-
-def test_run_folder_contents(straight):
-    config = json.loads((straight / "config.json").read_text())
+def test_run_folder_contents(tiny_run):
+    config = json.loads((tiny_run / "config.json").read_text())
     assert config["train"]["steps"] == 4 and config["network"]["image_size"] == 8
-    log = [json.loads(line) for line in (straight / "log.jsonl").read_text().splitlines()]
+    log = [json.loads(line) for line in (tiny_run / "log.jsonl").read_text().splitlines()]
     assert [line["step"] for line in log] == [2, 4]
     assert all(np.isfinite(line["loss"]) for line in log)
-    assert sorted(p.name for p in (straight / "samples").iterdir()) == [
+    assert sorted(p.name for p in (tiny_run / "samples").iterdir()) == [
         "step_0000002.png", "step_0000004.png"
     ]
 
 
-def test_resume_is_bit_identical(straight, tmp_path):
+def test_resume_is_bit_identical(tiny_run, tmp_path):
     run(tmp_path, 2)
     run(tmp_path, 4, "--resume")
-    for resumed, uninterrupted in zip(saved_leaves(tmp_path), saved_leaves(straight), strict=True):
+    for resumed, uninterrupted in zip(saved_leaves(tmp_path), saved_leaves(tiny_run), strict=True):
         np.testing.assert_array_equal(resumed, uninterrupted)
     assert (tmp_path / "log.jsonl").read_text() .count("\n") == 2
 
 
-def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_same(straight, tmp_path, monkeypatch):
+def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_same(tiny_run, tmp_path, monkeypatch):
     calls = []
     real_step = train.train_step
 
@@ -73,29 +61,29 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_same(straight, tmp_pa
     assert exit_info.value.code == 130
     monkeypatch.setattr(train, "train_step", real_step)
     run(tmp_path, 4, "--resume")
-    for resumed, uninterrupted in zip(saved_leaves(tmp_path), saved_leaves(straight), strict=True):
+    for resumed, uninterrupted in zip(saved_leaves(tmp_path), saved_leaves(tiny_run), strict=True):
         np.testing.assert_array_equal(resumed, uninterrupted)
 
 
-def test_truncated_checkpoint_names_the_file(straight, tmp_path):
+def test_truncated_checkpoint_names_the_file(tiny_run, tmp_path):
     for name in ("config.json", "checkpoint.eqx"):
-        (tmp_path / name).write_bytes((straight / name).read_bytes())
+        (tmp_path / name).write_bytes((tiny_run / name).read_bytes())
     data = (tmp_path / "checkpoint.eqx").read_bytes()
     (tmp_path / "checkpoint.eqx").write_bytes(data[: len(data) // 2])
     with pytest.raises(checkpoint.CheckpointError, match=r"checkpoint\.eqx: truncated"):
         run(tmp_path, 6, "--resume")
 
 
-def test_mismatched_settings_are_named(straight):
+def test_mismatched_settings_are_named(tiny_run):
     with pytest.raises(checkpoint.CheckpointError, match=r"train\.learning_rate: saved 0\.002, now 0\.01"):
-        run(straight, 6, "--resume", "--learning-rate", "0.01")
+        run(tiny_run, 6, "--resume", "--learning-rate", "0.01")
 
 
-def test_missing_checkpoint_and_overwrite_are_refused(straight, tmp_path):
+def test_missing_checkpoint_and_overwrite_are_refused(tiny_run, tmp_path):
     with pytest.raises(checkpoint.CheckpointError, match="config.json: missing"):
         run(tmp_path, 2, "--resume")
     with pytest.raises(checkpoint.CheckpointError, match="exists: pass --resume"):
-        run(straight, 2)
+        run(tiny_run, 2)
 
 
 def test_help_lists_every_option_with_its_default(capsys):

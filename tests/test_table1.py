@@ -1,0 +1,75 @@
+"""`python -m experiments.table1`: results, resuming after an interruption, settings."""
+
+import json
+
+import pytest
+
+from experiments import checkpoint, table1
+
+FAST = ["--limit", "6", "--images-per-solve", "2", "--rtol", "1e-3", "--atol", "1e-3"]
+
+
+def run(tiny_run, out, *extra):
+    return table1.main(["--run", str(tiny_run), "--out", str(out), *FAST, *extra])
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("table1")
+    return out, run(tiny_run, out)
+
+
+def test_results_files(uninterrupted):
+    out, summary = uninterrupted
+    saved = json.loads((out / "table1.json").read_text())
+    for field in ("accuracy", "bits_per_dim", "bits_per_dim_marginal", "num_images",
+                  "nfe_per_image", "images_per_second", "settings"):
+        assert field in saved
+    assert saved["num_images"] == 6 and saved["settings"]["probes"] == 1
+    assert 0 <= saved["accuracy"] <= 1 and saved["bits_per_dim"] > 0 and saved["nfe_per_image"] > 0
+    lines = [json.loads(line) for line in (out / "images.jsonl").read_text().splitlines()]
+    assert len(lines) == 6 and all(len(line["log_probs"]) == 10 for line in lines)
+    markdown = (out / "table1.md").read_text()
+    assert "| SBGC (Zimmermann et al. 2021) (published) | CIFAR-10 | 10,000 | 95.04 | 3.11 |" in markdown
+    assert "sbgc, this run (preset digits; 1 probe(s)" in markdown
+
+
+def test_interrupted_run_resumes_without_recomputing(tiny_run, tmp_path, monkeypatch, uninterrupted):
+    real = table1._class_log_likelihoods
+    calls = []
+
+    def interrupted(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    def counted(*args):
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(table1, "_class_log_likelihoods", interrupted)
+    with pytest.raises(SystemExit) as exit_info:
+        run(tiny_run, tmp_path)
+    assert exit_info.value.code == 130
+    # A line cut short by the interruption is dropped and recomputed.
+    with (tmp_path / "images.jsonl").open("a") as file:
+        file.write('{"index": 3, "lab')
+    calls.clear()
+    monkeypatch.setattr(table1, "_class_log_likelihoods", counted)
+    resumed = run(tiny_run, tmp_path)
+    assert len(calls) == 2  # chunks 2 and 3 of 3
+    expected = uninterrupted[1]
+    for field in ("accuracy", "bits_per_dim", "bits_per_dim_marginal", "num_images", "nfe_per_image"):
+        assert resumed[field] == pytest.approx(expected[field], rel=1e-6)
+
+
+def test_changed_settings_are_refused(tiny_run, uninterrupted):
+    out, _ = uninterrupted
+    with pytest.raises(checkpoint.CheckpointError, match=r"settings\.probes: saved 1, now 3"):
+        run(tiny_run, out, "--probes", "3")
+
+
+def test_bad_limit(tiny_run, tmp_path):
+    with pytest.raises(ValueError, match="--limit must be at least 1"):
+        table1.main(["--run", str(tiny_run), "--out", str(tmp_path), "--limit", "0"])
