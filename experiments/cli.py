@@ -13,6 +13,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 
+def option(help_text: str, default: Any = None) -> Any:
+    """A config field with the help text that `--help` shows."""
+    return dataclasses.field(default=default, metadata={"help": help_text})
+
+
 def _base_type(annotation: Any) -> Any:
     """`X | None` -> X; anything else unchanged."""
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:

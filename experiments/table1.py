@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from classify import batch_class_log_likelihoods, summarize
 from experiments import checkpoint
-from experiments.cli import parse_config
+from experiments.cli import option, parse_config
 from experiments.data import load_dataset
 from experiments.runs import load_run
 from experiments.train import data_parallel
@@ -47,27 +47,23 @@ PUBLISHED_ROWS = [
 ]
 
 
-def _option(help_text: str, default=None):
-    return dataclasses.field(default=default, metadata={"help": help_text})
-
-
 @dataclasses.dataclass(frozen=True)
 class Table1Config:
-    run: Path = _option("training run folder (experiments.train --out)", Path("runs/digits"))
-    out: Path | None = _option("results folder (default: RUN/table1)")
-    limit: int | None = _option("evaluate a seeded random subset of this many test images")
-    probes: int | None = _option("Rademacher probes per solve")
-    images_per_solve: int = _option("images whose labels share one ODE solve", 10)
-    rtol: float = _option("relative tolerance of the solver", 1e-5)
-    atol: float = _option("absolute tolerance of the solver", 1e-5)
-    t0: float = _option("start time of the likelihood ODE", 1e-5)
-    solver: Literal["dopri5", "tsit5"] = _option("Runge-Kutta solver", "dopri5")
-    batching: Literal["one-solve", "vmapped"] = _option(
+    run: Path = option("training run folder (experiments.train --out)", Path("runs/digits"))
+    out: Path | None = option("results folder (default: RUN/table1)")
+    limit: int | None = option("evaluate a seeded random subset of this many test images")
+    probes: int | None = option("Rademacher probes per solve")
+    images_per_solve: int = option("images whose labels share one ODE solve", 10)
+    rtol: float = option("relative tolerance of the solver", 1e-5)
+    atol: float = option("absolute tolerance of the solver", 1e-5)
+    t0: float = option("start time of the likelihood ODE", 1e-5)
+    solver: Literal["dopri5", "tsit5"] = option("Runge-Kutta solver", "dopri5")
+    batching: Literal["one-solve", "vmapped"] = option(
         "one shared solve per chunk, or a solve per image-label", "one-solve"
     )
-    share_noise: bool = _option("same dequantisation noise and probes for all labels", True)
-    seed: int = _option("seed of the subset, the dequantisation noise and the probes", 0)
-    data: str | None = _option("data source: a local folder, 'hub', or None for the default")
+    share_noise: bool = option("same dequantisation noise and probes for all labels", True)
+    seed: int = option("seed of the subset, the dequantisation noise and the probes", 0)
+    data: str | None = option("data source: a local folder, 'hub', or None for the default")
 
 
 # The paper averages n = 30 draws on CIFAR-10 (SPEC.md §4); the CPU presets use one shared probe.

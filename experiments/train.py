@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 import score
 from experiments import checkpoint
-from experiments.cli import parse_config
+from experiments.cli import option, parse_config
 from experiments.data import load_dataset
 from experiments.images import save_grid, to_pixels
 from likelihood.sampling import sample_probability_flow
@@ -39,37 +39,33 @@ from sde import SubVPSDE
 Preset = Literal["digits", "fashion-mnist", "mnist", "cifar10", "cifar10-deep"]
 
 
-def _option(help_text: str, default=None):
-    return dataclasses.field(default=default, metadata={"help": help_text})
-
-
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Every setting of a training run; None means the preset's value (PRESET_TRAINING)."""
 
-    preset: Preset = _option("network, data set and training defaults", "digits")
-    steps: int | None = _option("total optimiser steps")
-    batch_size: int = _option("images per step, split over the devices", 128)
-    seed: int = _option("seed of initialisation, data order and noise", 0)
-    out: Path | None = _option("run folder")
-    resume: bool = _option("continue the run in --out from its checkpoint", False)
-    data: str | None = _option("data source: a local folder, 'hub', or None for the default")
-    learning_rate: float | None = _option("peak Adam learning rate")
-    warmup_steps: int | None = _option("linear warm-up steps")
-    lr_schedule: Literal["constant", "cosine"] | None = _option(
+    preset: Preset = option("network, data set and training defaults", "digits")
+    steps: int | None = option("total optimiser steps")
+    batch_size: int = option("images per step, split over the devices", 128)
+    seed: int = option("seed of initialisation, data order and noise", 0)
+    out: Path | None = option("run folder")
+    resume: bool = option("continue the run in --out from its checkpoint", False)
+    data: str | None = option("data source: a local folder, 'hub', or None for the default")
+    learning_rate: float | None = option("peak Adam learning rate")
+    warmup_steps: int | None = option("linear warm-up steps")
+    lr_schedule: Literal["constant", "cosine"] | None = option(
         "after warm-up: constant, or cosine decay to 0 at --steps (so a cosine run resumed "
         "with more --steps decays more slowly from there on)"
     )
-    ema_decay: float | None = _option("EMA rate of the evaluated parameters")
-    grad_clip: float = _option("global-norm gradient clipping", 1.0)
-    weighting: Literal["likelihood_is", "likelihood", "none"] = _option(
+    ema_decay: float | None = option("EMA rate of the evaluated parameters")
+    grad_clip: float = option("global-norm gradient clipping", 1.0)
+    weighting: Literal["likelihood_is", "likelihood", "none"] = option(
         "time weighting of the loss (SPEC.md §3)", "likelihood_is"
     )
-    eps: float = _option("smallest training time (score_sde 1e-5, ScoreFlow 1e-2)", 1e-5)
-    random_flip: bool | None = _option("random horizontal flips")
-    checkpoint_every: int = _option("steps between checkpoints and sample grids", 1000)
-    log_every: int = _option("steps between log lines", 50)
-    samples_per_class: int = _option("samples per label in each grid", 8)
+    eps: float = option("smallest training time (score_sde 1e-5, ScoreFlow 1e-2)", 1e-5)
+    random_flip: bool | None = option("random horizontal flips")
+    checkpoint_every: int = option("steps between checkpoints and sample grids", 1000)
+    log_every: int = option("steps between log lines", 50)
+    samples_per_class: int = option("samples per label in each grid", 8)
 
 
 # The paper's settings for CIFAR-10 (SPEC.md §3); CPU presets after the recipe in CPU_NOTES.md.
