@@ -19,14 +19,15 @@ def dequantize(
     pixels = jnp.asarray(pixels)
     if not jnp.issubdtype(pixels.dtype, jnp.integer):
         raise TypeError(f"dequantize takes integer pixels, got dtype {pixels.dtype}")
-    # Widen first: with uint8, `levels` = 256 would wrap around to 0 in the check.
+    # Widen first: with uint8, `levels` = 256 would wrap around to 0 in the check,
+    # which rides on a scalar so that a sharded batch is not pinned to one device.
     pixels = pixels.astype(jnp.int32)
-    pixels = eqx.error_if(
-        pixels,
+    bin_width = eqx.error_if(
+        jnp.float32(1 / levels),
         jnp.any((pixels < 0) | (pixels >= levels)),
         f"pixels must lie in [0, {levels}) for levels={levels}",
     )
-    u = (pixels + jax.random.uniform(key, pixels.shape)) / levels
+    u = (pixels + jax.random.uniform(key, pixels.shape)) * bin_width
     return 2 * u - 1
 
 

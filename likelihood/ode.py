@@ -65,7 +65,7 @@ def _solve_batch(
     conditions: PyTree,
     probes: Float[Array, "b n *d"],
     divergence: DivergenceEstimator,
-    t0: float,
+    t0: Float[Array, ""],
     rtol: float,
     atol: float,
     solver: diffrax.AbstractRungeKutta,
@@ -212,13 +212,17 @@ def batch_log_likelihood(
     """
     xs = jnp.asarray(xs)
     _check_inputs(noise_fn, xs[0], jax.tree.map(lambda c: c[0], conditions), float(t0), sde)
-    xs = eqx.error_if(xs, ~jnp.all(jnp.isfinite(xs)), "x has non-finite (NaN or inf) entries")
+    # The check rides on the scalar start time, which every solve needs: passing the
+    # whole batch through it would pin the batch to one device under sharding.
+    start = eqx.error_if(
+        jnp.asarray(t0, xs.dtype), ~jnp.all(jnp.isfinite(xs)), "x has non-finite (NaN or inf) entries"
+    )
     probes = jax.vmap(lambda key: divergence.draw_probes(key, xs.shape[1:]))(keys)
 
     def solve_batch(xs_, conditions_, probes_):
         return _solve_batch(
             noise_fn, sde, xs_, conditions_, probes_, divergence,
-            float(t0), rtol, atol, solver, max_steps, norm,
+            start, rtol, atol, solver, max_steps, norm,
         )
 
     return batching(solve_batch, xs, conditions, probes)
