@@ -310,8 +310,7 @@ def main(argv: list[str] | None = None) -> None:
         preset_defaults={p: {**v, "out": f"runs/{p}"} for p, v in PRESET_TRAINING.items()},
     )
     state = train(config)
-    config = resolve(config)
-    print(f"trained {int(state.step)} steps; run folder {config.out}")
+    print(f"trained {int(state.step)} steps; run folder {resolve(config).out}")
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ def test_resume_is_bit_identical(tiny_run, tmp_path):
     run(tmp_path, 4, "--resume")
     for resumed, uninterrupted in zip(saved_leaves(tmp_path), saved_leaves(tiny_run), strict=True):
         np.testing.assert_array_equal(resumed, uninterrupted)
-    assert (tmp_path / "log.jsonl").read_text() .count("\n") == 2
+    assert (tmp_path / "log.jsonl").read_text().count("\n") == 2
 
 
 def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_same(tiny_run, tmp_path, monkeypatch):
