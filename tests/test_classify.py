@@ -16,6 +16,7 @@ from classify import (
     marginal_log_likelihood,
     posterior,
     predict,
+    shortlist_class_log_likelihoods,
     summarize,
 )
 from likelihood import ExactTrace, Hutchinson, VmappedSolves
@@ -75,6 +76,32 @@ def test_batch_of_images_matches_one_image_at_a_time():
         [class_log_likelihoods(noise_fn, SDE, x, key=k, **options) for x, k in zip(xs, keys)]
     )
     np.testing.assert_allclose(batch, one_by_one, rtol=1e-6)
+
+
+@pytest.mark.parametrize("share_noise", [True, False], ids=["shared", "separate"])
+def test_shortlist_solves_the_best_labels_of_the_first_pass_exactly(share_noise):
+    """The shortlisted labels get the full computation's numbers; the rest keep the first pass's."""
+    xs = jax.random.randint(jax.random.key(3), (3, 2, 2), 0, 256).astype(jnp.uint8)
+    noise_fn = lambda x, t, y: jnp.tanh(x * (0.5 + y) + jnp.flip(x)) * (1 - t)
+    keys = jax.random.split(jax.random.key(4), 3)
+    options = dict(keys=keys, num_classes=4, share_noise=share_noise, divergence=Hutchinson(2),
+                   rtol=1e-6, atol=1e-6)
+    first_pass = dict(divergence=Hutchinson(1), rtol=1e-2, atol=1e-2)
+    full, _ = batch_class_log_likelihoods(noise_fn, SDE, xs, **options)
+    rough, _ = batch_class_log_likelihoods(noise_fn, SDE, xs, **(options | first_pass))
+    result = shortlist_class_log_likelihoods(noise_fn, SDE, xs, keep=2, first_pass=first_pass,
+                                             **options)
+    best_two = jnp.argsort(-rough, axis=1)[:, :2]
+    expected_mask = jnp.zeros((3, 4), bool).at[jnp.arange(3)[:, None], best_two].set(True)
+    np.testing.assert_array_equal(result.shortlisted, expected_mask)
+    # The exact pass solves fewer problems together, so its steps differ a little.
+    np.testing.assert_allclose(result.log_probs[expected_mask], full[expected_mask], atol=1e-3)
+    np.testing.assert_array_equal(result.log_probs[~expected_mask], rough[~expected_mask])
+    shortlisted_full = jnp.where(expected_mask, full, -jnp.inf)
+    np.testing.assert_array_equal(result.prediction, jnp.argmax(shortlisted_full, axis=1))
+    assert result.exact_stats.num_steps.shape == (3, 2)
+    with pytest.raises(ValueError, match=r"keep must lie in \[1, 4\]"):
+        shortlist_class_log_likelihoods(noise_fn, SDE, xs, keep=5, first_pass=first_pass, **options)
 
 
 def test_decision_functions():

@@ -25,17 +25,18 @@ def test_results_files(uninterrupted):
     for field in ("accuracy", "bits_per_dim", "bits_per_dim_marginal", "num_images",
                   "nfe_per_image", "images_per_second", "settings"):
         assert field in saved
-    assert saved["num_images"] == 6 and saved["settings"]["probes"] == 1
+    assert saved["num_images"] == 6 and saved["settings"]["probes"] == 4  # the digits preset's
     assert 0 <= saved["accuracy"] <= 1 and saved["bits_per_dim"] > 0 and saved["nfe_per_image"] > 0
     lines = [json.loads(line) for line in (out / "images.jsonl").read_text().splitlines()]
     assert len(lines) == 6 and all(len(line["log_probs"]) == 10 for line in lines)
     markdown = (out / "table1.md").read_text()
     assert "| SBGC (Zimmermann et al. 2021) (published) | CIFAR-10 | 10,000 | 95.04 | 3.11 |" in markdown
-    assert "sbgc, this run (preset digits; 1 probe(s)" in markdown
+    assert "sbgc, this run (preset digits; 4 probe(s)" in markdown
+    assert saved["evaluations_per_image"] == pytest.approx(saved["nfe_per_image"] * 10 * (1 + 4))
 
 
 def test_interrupted_run_resumes_without_recomputing(tiny_run, tmp_path, monkeypatch, uninterrupted):
-    real = table1._class_log_likelihoods
+    real = table1.classify_chunk
     calls = []
 
     def interrupted(*args):
@@ -48,7 +49,7 @@ def test_interrupted_run_resumes_without_recomputing(tiny_run, tmp_path, monkeyp
         calls.append(1)
         return real(*args)
 
-    monkeypatch.setattr(table1, "_class_log_likelihoods", interrupted)
+    monkeypatch.setattr(table1, "classify_chunk", interrupted)
     with pytest.raises(SystemExit) as exit_info:
         run(tiny_run, tmp_path)
     assert exit_info.value.code == 130
@@ -56,7 +57,7 @@ def test_interrupted_run_resumes_without_recomputing(tiny_run, tmp_path, monkeyp
     with (tmp_path / "images.jsonl").open("a") as file:
         file.write('{"index": 3, "lab')
     calls.clear()
-    monkeypatch.setattr(table1, "_class_log_likelihoods", counted)
+    monkeypatch.setattr(table1, "classify_chunk", counted)
     resumed = run(tiny_run, tmp_path)
     assert len(calls) == 2  # chunks 2 and 3 of 3
     expected = uninterrupted[1]
@@ -66,10 +67,19 @@ def test_interrupted_run_resumes_without_recomputing(tiny_run, tmp_path, monkeyp
 
 def test_changed_settings_are_refused(tiny_run, uninterrupted):
     out, _ = uninterrupted
-    with pytest.raises(checkpoint.CheckpointError, match=r"settings\.probes: saved 1, now 3"):
+    with pytest.raises(checkpoint.CheckpointError, match=r"settings\.probes: saved 4, now 3"):
         run(tiny_run, out, "--probes", "3")
 
 
 def test_bad_limit(tiny_run, tmp_path):
     with pytest.raises(ValueError, match="--limit must be at least 1"):
         table1.main(["--run", str(tiny_run), "--out", str(tmp_path), "--limit", "0"])
+
+
+def test_shortlist(tiny_run, tmp_path):
+    summary = run(tiny_run, tmp_path, "--shortlist", "2", "--limit", "4")
+    lines = [json.loads(line) for line in (tmp_path / "images.jsonl").read_text().splitlines()]
+    assert summary["accuracy"] == sum(r["label"] == r["prediction"] for r in lines) / 4
+    # A first pass on 10 labels with 1 probe, then 2 labels with 4 probes.
+    assert all(r["evaluations"] < r["nfe"] * 10 * 5 for r in lines)
+    assert "shortlist of 2 after a first pass at 0.001" in (tmp_path / "table1.md").read_text()

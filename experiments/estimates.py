@@ -1,0 +1,149 @@
+"""Estimating log p(x | y) on test images: the settings, the compiled estimate, cached runs.
+
+Shared by `experiments.table1`, `experiments.figure3` and `benchmarks/classify.py`,
+so that a setting means the same computation in each.
+"""
+
+import dataclasses
+import hashlib
+import io
+import json
+import time
+from pathlib import Path
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, PRNGKeyArray, UInt8
+from tqdm import tqdm
+
+import score
+from classify import batch_class_log_likelihoods, shortlist_class_log_likelihoods
+from experiments import checkpoint
+from experiments.data import Split
+from experiments.train import data_parallel
+from likelihood import Hutchinson, OneSolve, VmappedSolves
+from sde import SubVPSDE
+
+SOLVERS = {"dopri5": diffrax.Dopri5(), "tsit5": diffrax.Tsit5()}
+BATCHING = {"one-solve": OneSolve(), "vmapped": VmappedSolves()}
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+    """How log p(x | y) is estimated: every setting that decides the numbers.
+
+    Hashable, so that it is a static argument of the compiled estimate.
+    """
+
+    probes: int = 1
+    rtol: float = 1e-5
+    atol: float = 1e-5
+    t0: float = 1e-5
+    solver: str = "dopri5"
+    batching: str = "one-solve"
+    share_noise: bool = True
+    shortlist: int | None = None
+    first_pass_tolerance: float = 1e-3
+
+
+@eqx.filter_jit
+def estimate_log_likelihoods(
+    model: score.ScoreNet, pixels: UInt8[Array, "n c h w"], keys: PRNGKeyArray, estimate: Estimate
+) -> dict[str, Array]:
+    """log p(x | y) of n images under every label, the prediction and the cost per image.
+
+    `nfe` counts the solver's function evaluations that the image took part
+    in; `evaluations` counts network passes on one (image, label) input,
+    forward passes and JVPs alike (one per label and probe at each function
+    evaluation), so that settings with other probes, labels or passes compare.
+    """
+    options = dict(
+        divergence=Hutchinson(estimate.probes), share_noise=estimate.share_noise,
+        batching=BATCHING[estimate.batching], rtol=estimate.rtol, atol=estimate.atol,
+        t0=estimate.t0, solver=SOLVERS[estimate.solver],
+    )
+    num_classes = model.config.num_classes
+    if estimate.shortlist is None:
+        log_probs, stats = batch_class_log_likelihoods(
+            model, SubVPSDE(), pixels, keys=keys, num_classes=num_classes, **options
+        )
+        nfe = jnp.max(stats.num_function_evaluations, axis=1)
+        return dict(log_probs=log_probs, prediction=jnp.argmax(log_probs, axis=1), nfe=nfe,
+                    evaluations=nfe * num_classes * (1 + estimate.probes))
+    tolerance = estimate.first_pass_tolerance
+    result = shortlist_class_log_likelihoods(
+        model, SubVPSDE(), pixels, keys=keys, num_classes=num_classes, keep=estimate.shortlist,
+        first_pass=dict(divergence=Hutchinson(1), rtol=tolerance, atol=tolerance), **options,
+    )
+    first_nfe = jnp.max(result.first_stats.num_function_evaluations, axis=1)
+    exact_nfe = jnp.max(result.exact_stats.num_function_evaluations, axis=1)
+    return dict(
+        log_probs=result.log_probs, prediction=result.prediction, nfe=first_nfe + exact_nfe,
+        evaluations=first_nfe * num_classes * 2
+        + exact_nfe * estimate.shortlist * (1 + estimate.probes),
+    )
+
+
+def classify_chunk(model, test, indices, key, split, estimate: Estimate) -> list[dict]:
+    """Per-image results for the test images `indices`, their labels in one solve."""
+    pixels = jnp.moveaxis(jnp.asarray(test.images[indices]), -1, 1)  # c h w
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.asarray(indices))
+    if len(indices) % jax.device_count() == 0:
+        pixels, keys = jax.device_put((pixels, keys), split)
+    began = time.perf_counter()
+    result = jax.block_until_ready(estimate_log_likelihoods(model, pixels, keys, estimate))
+    seconds = (time.perf_counter() - began) / len(indices)
+    return [
+        {"index": int(i), "label": int(test.labels[i]), "prediction": int(prediction),
+         "log_probs": np.asarray(lp).tolist(), "nfe": int(nfe), "evaluations": int(evaluations),
+         "seconds": seconds}
+        for i, lp, prediction, nfe, evaluations in zip(
+            indices, result["log_probs"], result["prediction"], result["nfe"],
+            result["evaluations"])
+    ]
+
+
+def estimate_images(
+    model: score.ScoreNet,
+    test: Split,
+    indices: np.ndarray,
+    estimate: Estimate,
+    *,
+    key: PRNGKeyArray,
+    images_per_solve: int,
+    cache: Path | None = None,
+    desc: str = "estimate",
+) -> dict[str, np.ndarray]:
+    """`classify_chunk` over all `indices`, as arrays: log_probs [n, K], prediction, nfe, ...
+
+    With `cache`, the arrays are saved there under a name derived from every
+    input that decides them (settings, key, images, labels and the model's
+    parameters), and a later call with the same inputs reads them back
+    instead of solving again.
+    """
+    fingerprint = hashlib.sha1(json.dumps(
+        [dataclasses.asdict(estimate), jax.random.key_data(key).tolist(), images_per_solve]
+    ).encode())
+    for array in (test.images[indices], test.labels[indices],
+                  *jax.tree.leaves(eqx.filter(model, eqx.is_array))):
+        fingerprint.update(np.ascontiguousarray(array).tobytes())
+    path = cache and cache / f"{fingerprint.hexdigest()[:20]}.npz"
+    if path is not None and path.exists():
+        with np.load(path) as saved:
+            return dict(saved)
+    replicated, split = data_parallel(jax.device_count())
+    model = jax.device_put(model, replicated)
+    records = []
+    for start in tqdm(range(0, len(indices), images_per_solve), desc=desc, unit="solve",
+                      disable=None, leave=False):
+        chunk = indices[start:start + images_per_solve]
+        records += classify_chunk(model, test, chunk, key, split, estimate)
+    arrays = {name: np.asarray([r[name] for r in records]) for name in records[0]}
+    if path is not None:
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        checkpoint.write_atomically(path, lambda file: file.write(buffer.getvalue()))
+    return arrays

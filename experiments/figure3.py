@@ -1,0 +1,147 @@
+"""Figure 3: accuracy and log-likelihood against the number of estimator draws.
+
+    python -m experiments.figure3 --run runs/digits
+
+Each draw is one solve with its own dequantisation noise and one Rademacher
+probe (SPEC.md §4); n draws average their log p(x | y). For every n in
+--counts, random subsets of n of the --draws draws (--subsamples of them)
+give the mean and spread of: accuracy, and the mean log-likelihood under the
+true label and under the best wrong label. Once with the noise shared across
+the labels of an image and once drawn afresh per label, on the same images.
+Writes `figure3.png` and `figure3.json` to --out. The draws are cached in
+RUN/estimates (shared with benchmarks/classify.py), so a rerun or an
+interrupted run does not solve them again.
+"""
+
+import dataclasses
+import io
+import json
+from pathlib import Path
+
+import jax
+import matplotlib
+import numpy as np
+
+from experiments import checkpoint
+from experiments.cli import option, parse_config
+from experiments.data import load_dataset
+from experiments.estimates import Estimate, estimate_images
+from experiments.runs import load_run
+from experiments.table1 import PRESET_EVALUATION, evaluation_order
+
+matplotlib.use("Agg")  # files only, no display
+from matplotlib import pyplot as plt  # noqa: E402
+
+
+@dataclasses.dataclass(frozen=True)
+class Figure3Config:
+    run: Path = option("training run folder (experiments.train --out)", Path("runs/digits"))
+    out: Path | None = option("results folder (default: RUN/figure3)")
+    images: int = option("test images, a seeded random subset", 100)
+    draws: int = option("independent draws per image and label", 30)
+    counts: str = option("comma-separated numbers of draws n to average", "1,2,5,10,20,30")
+    subsamples: int = option("random subsets of n draws behind each error bar", 50)
+    rtol: float | None = option("relative tolerance of each solve")
+    atol: float | None = option("absolute tolerance of each solve")
+    images_per_solve: int = option("images whose labels share one ODE solve", 10)
+    seed: int = option("seed of the images, the draws and the subsets", 0)
+    data: str | None = option("data source: a local folder, 'hub', or None for the default")
+
+
+def draw_statistics(
+    log_probs: np.ndarray, labels: np.ndarray, counts: list[int], subsamples: int, seed: int
+) -> dict[str, dict[str, list[float]]]:
+    """Mean and std over random subsets of n draws, for each n in `counts`.
+
+    `log_probs` is [draws, images, K]. Per subset: accuracy of the averaged
+    log p, and its mean over images under the true label and the best wrong one.
+    """
+    rng = np.random.default_rng(seed)
+    num_draws, num_images, _ = log_probs.shape
+    rows = np.arange(num_images)
+    stats = {name: {"mean": [], "std": []} for name in ("accuracy", "true_label", "best_wrong_label")}
+    for n in counts:
+        values = {name: [] for name in stats}
+        for _ in range(subsamples if n < num_draws else 1):  # all draws: one subset only
+            averaged = log_probs[rng.choice(num_draws, n, replace=False)].mean(axis=0)
+            wrong = averaged.copy()
+            wrong[rows, labels] = -np.inf
+            values["accuracy"].append(np.mean(np.argmax(averaged, axis=1) == labels))
+            values["true_label"].append(np.mean(averaged[rows, labels]))
+            values["best_wrong_label"].append(np.mean(wrong.max(axis=1)))
+        for name, samples in values.items():
+            stats[name]["mean"].append(float(np.mean(samples)))
+            stats[name]["std"].append(float(np.std(samples)))
+    return stats
+
+
+def plot(path: Path, counts: list[int], curves: dict[str, dict], title: str) -> None:
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for noise, stats in curves.items():
+        errorbar = lambda axis, name, **style: axis.errorbar(
+            counts, stats[name]["mean"], yerr=stats[name]["std"], capsize=3, marker="o", **style)
+        errorbar(left, "accuracy", label=f"{noise} noise")
+        errorbar(right, "true_label", label=f"true label, {noise} noise")
+        errorbar(right, "best_wrong_label", linestyle="--", label=f"best wrong label, {noise} noise")
+    left.set(xscale="log", xlabel="draws n", ylabel="accuracy", title="accuracy")
+    right.set(xscale="log", xlabel="draws n", ylabel="mean log p(x | y) (nats)",
+              title="log-likelihood")
+    for axis in (left, right):
+        axis.set_xticks(counts, [str(n) for n in counts])
+        axis.legend(fontsize=8)
+    figure.suptitle(title)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120)
+    plt.close(figure)
+    checkpoint.write_atomically(path, lambda file: file.write(buffer.getvalue()))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    config = parse_config(
+        Figure3Config, argv, prog="python -m experiments.figure3",
+        description=__doc__.split("\n\n")[0],
+        preset_defaults={p: {k: v for k, v in d.items() if k != "probes"}
+                         for p, d in PRESET_EVALUATION.items()},
+    )
+    counts = sorted({int(n) for n in config.counts.split(",")})
+    if not counts or counts[0] < 1 or counts[-1] > config.draws:
+        raise ValueError(f"--counts must lie in [1, --draws = {config.draws}], got {config.counts}")
+    train_config, model = load_run(config.run)
+    defaults = PRESET_EVALUATION[train_config.preset]
+    rtol = config.rtol if config.rtol is not None else defaults["rtol"]
+    atol = config.atol if config.atol is not None else defaults["atol"]
+    out = config.out or config.run / "figure3"
+    test = load_dataset(train_config.preset, "test", source=config.data)
+    indices = evaluation_order(len(test.labels), config.images, config.seed)
+    labels = test.labels[indices]
+
+    curves = {}
+    for noise, shared in (("shared", True), ("separate", False)):
+        estimate = Estimate(probes=1, rtol=rtol, atol=atol, share_noise=shared)
+        draws = np.stack([
+            estimate_images(model, test, indices, estimate,
+                            key=jax.random.fold_in(jax.random.key(config.seed), d),
+                            images_per_solve=config.images_per_solve,
+                            cache=config.run / "estimates",
+                            desc=f"{noise} noise, draw {d + 1}/{config.draws}")["log_probs"]
+            for d in range(config.draws)
+        ])
+        curves[noise] = draw_statistics(draws, labels, counts, config.subsamples, config.seed)
+
+    result = {"counts": counts, "curves": curves, "num_images": len(indices), "preset": train_config.preset,
+              "settings": {**json.loads(json.dumps(dataclasses.asdict(config), default=str)),
+                           "rtol": rtol, "atol": atol}}
+    text = json.dumps(result, indent=2).encode()
+    checkpoint.write_atomically(out / "figure3.json", lambda file: file.write(text))
+    plot(out / "figure3.png", counts, curves,
+         f"{train_config.preset}: {len(indices)} test images, 1 probe per draw, rtol {rtol:g}")
+    for noise, stats in curves.items():
+        accuracies = ", ".join(f"n={n}: {100 * a:.1f}%" for n, a in zip(counts, stats["accuracy"]["mean"]))
+        print(f"{noise} noise: {accuracies}")
+    print(f"wrote {out / 'figure3.png'} and {out / 'figure3.json'}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
