@@ -87,8 +87,12 @@ def estimate_log_likelihoods(
     )
 
 
-def classify_chunk(model, test, indices, key, split, estimate: Estimate) -> list[dict]:
-    """Per-image results for the test images `indices`, their labels in one solve."""
+def classify_chunk(model, test, indices, key, split, estimate: Estimate, first: bool) -> list[dict]:
+    """Per-image results for the test images `indices`, their labels in one solve.
+
+    `first` marks the first chunk of a loop, whose time may include compiling:
+    its records say so (`compiling`), and speed figures leave them out.
+    """
     pixels = jnp.moveaxis(jnp.asarray(test.images[indices]), -1, 1)  # c h w
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.asarray(indices))
     if len(indices) % jax.device_count() == 0:
@@ -99,7 +103,7 @@ def classify_chunk(model, test, indices, key, split, estimate: Estimate) -> list
     return [
         {"index": int(i), "label": int(test.labels[i]), "prediction": int(prediction),
          "log_probs": np.asarray(lp).tolist(), "nfe": int(nfe), "evaluations": int(evaluations),
-         "seconds": seconds}
+         "seconds": seconds, "compiling": first}
         for i, lp, prediction, nfe, evaluations in zip(
             indices, result["log_probs"], result["prediction"], result["nfe"],
             result["evaluations"])
@@ -118,6 +122,9 @@ def estimate_images(
     desc: str = "estimate",
 ) -> dict[str, np.ndarray]:
     """`classify_chunk` over all `indices`, as arrays: log_probs [n, K], prediction, nfe, ...
+
+    `seconds_per_image` is measured on the chunks after the first, which may
+    include compiling (on the first chunk when there is only one).
 
     With `cache`, the arrays are saved there under a name derived from every
     input that decides them (settings, key, images, labels and the model's
@@ -140,10 +147,17 @@ def estimate_images(
     for start in tqdm(range(0, len(indices), images_per_solve), desc=desc, unit="solve",
                       disable=None, leave=False):
         chunk = indices[start:start + images_per_solve]
-        records += classify_chunk(model, test, chunk, key, split, estimate)
+        records += classify_chunk(model, test, chunk, key, split, estimate, first=start == 0)
     arrays = {name: np.asarray([r[name] for r in records]) for name in records[0]}
+    arrays["seconds_per_image"] = np.asarray(seconds_per_image(records))
     if path is not None:
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         checkpoint.write_atomically(path, lambda file: file.write(buffer.getvalue()))
     return arrays
+
+
+def seconds_per_image(records: list[dict]) -> float:
+    """Mean solve time per image, leaving out chunks that may include compiling if others exist."""
+    timed = [r for r in records if not r["compiling"]] or records
+    return float(np.mean([r["seconds"] for r in timed]))

@@ -27,7 +27,7 @@ from classify import summarize
 from experiments import checkpoint
 from experiments.cli import option, parse_config
 from experiments.data import load_dataset
-from experiments.estimates import Estimate, classify_chunk
+from experiments.estimates import Estimate, classify_chunk, seconds_per_image
 from experiments.runs import load_run
 from experiments.train import data_parallel
 
@@ -148,7 +148,8 @@ def evaluate(config: Table1Config) -> dict:
     try:
         for start in range(len(records), len(order), config.images_per_solve):
             indices = order[start:start + config.images_per_solve]
-            chunk = classify_chunk(model, test, indices, key, split, estimate)
+            chunk = classify_chunk(model, test, indices, key, split, estimate,
+                                   first=start == len(records))
             with results_path.open("a") as file:  # one write per chunk: resume restarts at a chunk
                 file.write("".join(json.dumps(r) + "\n" for r in chunk))
             records += chunk
@@ -170,12 +171,11 @@ def _summarize(records: list[dict], preset: str, image_shape, settings: dict, ou
     summary = {k: float(v) for k, v in summarize(log_probs, labels, math.prod(image_shape)).items()}
     # A shortlist predicts from its exact pass only, which the argmax in summarize cannot see.
     summary["accuracy"] = float(np.mean([r["label"] == r["prediction"] for r in records]))
-    seconds = sum(r["seconds"] for r in records)
     summary.update(
         num_images=len(records),
         nfe_per_image=float(np.mean([r["nfe"] for r in records])),
         evaluations_per_image=float(np.mean([r["evaluations"] for r in records])),
-        images_per_second=len(records) / seconds,
+        images_per_second=1 / seconds_per_image(records),
         preset=preset,
         settings=settings,
     )

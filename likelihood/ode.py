@@ -103,19 +103,22 @@ def _solve_batch(
     channel_log_probs = prior[:, None] + delta_log_p
     log_probs = jnp.mean(channel_log_probs, axis=1)
 
-    log_probs = eqx.error_if(
-        log_probs,
-        solution.result != diffrax.RESULTS.successful,
+    # The checks ride on a scalar zero added to the result: a check on the batch itself
+    # would pin it to one device under sharding (an SPMD rematerialisation).
+    checked_zero = eqx.error_if(
+        jnp.zeros((), log_probs.dtype),
+        jnp.any(solution.result != diffrax.RESULTS.successful),
         f"the probability-flow solve failed (max_steps={max_steps} reached, or the step "
         "size collapsed on non-finite values): raise max_steps, loosen rtol/atol, or "
         "check that noise_fn is finite on its inputs",
     )
-    log_probs = eqx.error_if(
-        log_probs,
+    checked_zero = eqx.error_if(
+        checked_zero,
         ~jnp.all(jnp.isfinite(log_probs)),
         "the probability-flow solve returned a non-finite log-likelihood: "
         "noise_fn produced NaN or inf along the trajectory",
     )
+    log_probs = log_probs + checked_zero
 
     initial_evaluations, per_step = _evaluations_per_step(solver)
     batch = xs.shape[0]

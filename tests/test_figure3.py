@@ -42,7 +42,7 @@ def test_files_and_cache(tiny_run, tmp_path, monkeypatch):
     assert (tmp_path / "figure3.png").read_bytes()[:4] == b"\x89PNG"
 
     calls = []
-    monkeypatch.setattr(estimates, "classify_chunk", lambda *args: calls.append(1))
+    monkeypatch.setattr(estimates, "classify_chunk", lambda *args, **kwargs: calls.append(1))
     assert figure3.main(argv) == result  # every draw comes from the cache
     assert calls == []
 

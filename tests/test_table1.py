@@ -39,15 +39,15 @@ def test_interrupted_run_resumes_without_recomputing(tiny_run, tmp_path, monkeyp
     real = table1.classify_chunk
     calls = []
 
-    def interrupted(*args):
+    def interrupted(*args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real(*args)
+        return real(*args, **kwargs)
 
-    def counted(*args):
+    def counted(*args, **kwargs):
         calls.append(1)
-        return real(*args)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(table1, "classify_chunk", interrupted)
     with pytest.raises(SystemExit) as exit_info:
