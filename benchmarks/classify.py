@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     indices = evaluation_order(len(test.labels), args.images, args.seed)
     labels = test.labels[indices]
     num_dims = int(np.prod(test.images.shape[1:]))
-    default = Estimate(**PRESET_EVALUATION[train_config.preset])
+    default = Estimate(**{k: v for k, v in PRESET_EVALUATION[train_config.preset].items()
+                          if k != "images_per_solve"})
 
     results = {}
     # The paper's procedure costs most: the others first, each reported as it lands.

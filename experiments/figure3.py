@@ -101,8 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
     config = parse_config(
         Figure3Config, argv, prog="python -m experiments.figure3",
         description=__doc__.split("\n\n")[0],
-        preset_defaults={p: {k: v for k, v in d.items() if k != "probes"}
-                         for p, d in PRESET_EVALUATION.items()},
+        preset_defaults={p: {k: d[k] for k in ("rtol", "atol")} for p, d in PRESET_EVALUATION.items()},
     )
     counts = sorted({int(n) for n in config.counts.split(",")})
     if not counts or counts[0] < 1 or counts[-1] > config.draws:

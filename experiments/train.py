@@ -70,7 +70,7 @@ class TrainConfig:
 
 # The paper's settings for CIFAR-10 (SPEC.md §3); CPU presets after the recipe in CPU_NOTES.md.
 PRESET_TRAINING: dict[str, dict] = {
-    "digits": dict(steps=4000, learning_rate=2e-3, warmup_steps=200, lr_schedule="cosine",
+    "digits": dict(steps=3000, learning_rate=2e-3, warmup_steps=200, lr_schedule="cosine",
                    ema_decay=0.999, random_flip=False),
     "mnist": dict(steps=20_000, learning_rate=1e-3, warmup_steps=500, lr_schedule="cosine",
                   ema_decay=0.999, random_flip=False),

@@ -92,7 +92,7 @@ def test_help_lists_every_option_with_its_default(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for field in ("--preset", "--steps", "--batch-size", "--seed", "--out", "--resume", "--ema-decay"):
         assert field in text
-    assert "(default per preset: digits 4000," in text and "(default 128)" in text
+    assert "(default per preset: digits 3000," in text and "(default 128)" in text
 
 
 DATA_PARALLEL_CHECK = """
