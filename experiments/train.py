@@ -3,8 +3,8 @@
     python -m experiments.train --preset digits --out runs/digits
 
 Likelihood weighting with importance-sampled t under the subVP SDE
-(SPEC.md §3), Adam with linear warm-up and global-norm clipping, an EMA of
-the parameters, data parallel over every visible device. The run folder gets
+(SPEC.md §3), Adam with linear warm-up and global-norm clipping, an EMA (with
+warm-up) of the parameters, data parallel over every visible device. The run folder gets
 `config.json`, `checkpoint.eqx` (model, EMA model, optimiser state, step and
 PRNG key; the data order follows from seed and step), `log.jsonl` and sample
 grids `samples/step_NNNNNNN.png`. `--resume` continues bit for bit; Ctrl-C
@@ -56,7 +56,9 @@ class TrainConfig:
         "after warm-up: constant, or cosine decay to 0 at --steps (so a cosine run resumed "
         "with more --steps decays more slowly from there on)"
     )
-    ema_decay: float | None = option("EMA rate of the evaluated parameters")
+    ema_decay: float | None = option(
+        "EMA rate of the evaluated parameters, after a warm-up: min(rate, (1 + t) / (10 + t))"
+    )
     grad_clip: float = option("global-norm gradient clipping", 1.0)
     weighting: Literal["likelihood_is", "likelihood", "none"] = option(
         "time weighting of the loss (SPEC.md §3)", "likelihood_is"
@@ -172,8 +174,11 @@ def train_step(
     params = eqx.filter(state.model, eqx.is_inexact_array)
     updates, opt_state = optimizer.update(grads, state.opt_state, params)
     model = eqx.apply_updates(state.model, updates)
+    # EMA warm-up: with a fixed decay d the initial (random) parameters keep weight
+    # d^t, 5 % after 3,000 steps at d = 0.999; the warm-up makes that negligible.
+    decay = jnp.minimum(settings.ema_decay, (1 + state.step) / (10 + state.step))
     ema_params = jax.tree.map(
-        lambda e, p: e + (1 - settings.ema_decay) * (p - e),
+        lambda e, p: e + (1 - decay) * (p - e),
         eqx.filter(state.ema_model, eqx.is_inexact_array),
         eqx.filter(model, eqx.is_inexact_array),
     )

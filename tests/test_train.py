@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import equinox as eqx
 import jax
 import numpy as np
 import pytest
@@ -128,3 +129,22 @@ def test_two_devices_give_the_single_device_step():
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "equal" in result.stdout
+
+
+def test_ema_warm_up_forgets_the_initialisation():
+    """The EMA weight of step t is 1 - min(decay, (1 + t) / (10 + t)), not a fixed 1 - decay."""
+    config = train.resolve(train.TrainConfig(preset="digits", batch_size=4, lr_schedule="constant",
+                                             warmup_steps=1, ema_decay=0.999))
+    optimizer = train.make_optimizer(config)
+    settings = train.StepSettings.of(config)
+    state = train.init_state(score.PRESETS["digits"], 0, optimizer)
+    images, labels = np.full((4, 8, 8, 1), 128, np.uint8), np.arange(4)
+    for _ in range(2):  # step 0 has learning rate 0 (warm-up), step 1 moves the parameters
+        state, _ = train.train_step(state, images, labels, optimizer, settings)
+    init = train.init_state(score.PRESETS["digits"], 0, optimizer).model
+    params = lambda model: jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array))
+    moved = False
+    for ema, start, now in zip(params(state.ema_model), params(init), params(state.model), strict=True):
+        np.testing.assert_allclose(ema, start + 9 / 11 * (now - start), rtol=1e-5, atol=1e-6)
+        moved |= bool(np.any(now != start))
+    assert moved
