@@ -27,7 +27,7 @@ import numpy as np
 from classify import summarize
 from experiments import checkpoint
 from experiments.data import load_dataset
-from experiments.estimates import Estimate, estimate_images
+from experiments.estimates import Estimate, estimate_images, seconds_per_image
 from experiments.runs import load_run
 from experiments.table1 import PRESET_EVALUATION, evaluation_order
 
@@ -66,9 +66,9 @@ def averaged_draws(model, test, indices, estimate, draws, *, seed, images_per_so
     ]
     log_probs = np.mean([r["log_probs"] for r in results], axis=0)
     prediction = results[0]["prediction"] if draws == 1 else np.argmax(log_probs, axis=1)
-    cost = {name: np.sum([r[name] for r in results], axis=0)
-            for name in ("nfe", "evaluations", "seconds_per_image")}
-    return dict(log_probs=log_probs, prediction=prediction, **cost)
+    cost = {name: np.sum([r[name] for r in results], axis=0) for name in ("nfe", "evaluations")}
+    seconds = sum(seconds_per_image(r["seconds"], r["compiling"]) for r in results)
+    return dict(log_probs=log_probs, prediction=prediction, seconds_per_image=seconds, **cost)
 
 
 def compare(result: dict, paper: dict, default: dict, labels: np.ndarray, num_dims: int) -> dict:

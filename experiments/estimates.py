@@ -123,8 +123,8 @@ def estimate_images(
 ) -> dict[str, np.ndarray]:
     """`classify_chunk` over all `indices`, as arrays: log_probs [n, K], prediction, nfe, ...
 
-    `seconds_per_image` is measured on the chunks after the first, which may
-    include compiling (on the first chunk when there is only one).
+    Each image's `seconds` is its chunk's time per image; `compiling` marks
+    the first chunk, whose time may include compiling (see `seconds_per_image`).
 
     With `cache`, the arrays are saved there under a name derived from every
     input that decides them (settings, key, images, labels and the model's
@@ -149,7 +149,6 @@ def estimate_images(
         chunk = indices[start:start + images_per_solve]
         records += classify_chunk(model, test, chunk, key, split, estimate, first=start == 0)
     arrays = {name: np.asarray([r[name] for r in records]) for name in records[0]}
-    arrays["seconds_per_image"] = np.asarray(seconds_per_image(records))
     if path is not None:
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
@@ -157,7 +156,10 @@ def estimate_images(
     return arrays
 
 
-def seconds_per_image(records: list[dict]) -> float:
-    """Mean solve time per image, leaving out chunks that may include compiling if others exist."""
-    timed = [r for r in records if not r["compiling"]] or records
-    return float(np.mean([r["seconds"] for r in timed]))
+def seconds_per_image(seconds: np.ndarray, compiling: np.ndarray) -> float:
+    """Typical solve time per image: the median over images, leaving out chunks that may
+    include compiling (if any others exist). The median shrugs off a few solves slowed
+    by other work on a shared machine."""
+    seconds, compiling = np.asarray(seconds), np.asarray(compiling, bool)
+    timed = seconds[~compiling] if np.any(~compiling) else seconds
+    return float(np.median(timed))

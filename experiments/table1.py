@@ -177,7 +177,8 @@ def _summarize(records: list[dict], preset: str, image_shape, settings: dict, ou
         num_images=len(records),
         nfe_per_image=float(np.mean([r["nfe"] for r in records])),
         evaluations_per_image=float(np.mean([r["evaluations"] for r in records])),
-        images_per_second=1 / seconds_per_image(records),
+        images_per_second=1 / seconds_per_image([r["seconds"] for r in records],
+                                                [r["compiling"] for r in records]),
         preset=preset,
         settings=settings,
     )

@@ -71,15 +71,19 @@ def _solve_batch(
     solver: diffrax.AbstractRungeKutta,
     max_steps: int,
     norm: Callable[[PyTree], Array],
+    adjoint: diffrax.AbstractAdjoint,
 ) -> tuple[Float[Array, "b"], LikelihoodStats]:
     """One diffrax solve of the augmented ODE for a whole batch."""
     num_dims = math.prod(xs.shape[1:])
-    batch_noise = jax.vmap(noise_fn, in_axes=(0, None, 0))
 
+    # The network, labels and probes travel as `args`, not in a closure: the continuous
+    # adjoint (diffrax.BacksolveAdjoint) only accepts traced values that come that way.
     def vector_field(t, state, args):
+        noise_fn_, conditions_, probes_ = args
+        batch_noise = jax.vmap(noise_fn_, in_axes=(0, None, 0))
         x, _ = state
         eps_hat, eps_divergence = batch_divergence(
-            lambda x_: batch_noise(x_, t, conditions), x, probes, divergence
+            lambda x_: batch_noise(x_, t, conditions_), x, probes_, divergence
         )
         dx = sde.probability_flow_drift(x, t, eps_hat)
         return dx, sde.probability_flow_divergence(t, num_dims, eps_divergence)
@@ -93,9 +97,11 @@ def _solve_batch(
         t1=sde.T,
         dt0=None,
         y0=state0,
+        args=(noise_fn, conditions, probes),
         stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol, norm=norm),
         max_steps=max_steps,
         throw=False,
+        adjoint=adjoint,
     )
     x_T = solution.ys[0][-1]
     delta_log_p = solution.ys[1][-1]
@@ -206,12 +212,14 @@ def batch_log_likelihood(
     solver: diffrax.AbstractRungeKutta = diffrax.Dopri5(),
     max_steps: int = 4096,
     norm: Callable[[PyTree], Array] = optx.rms_norm,
+    adjoint: diffrax.AbstractAdjoint = diffrax.RecursiveCheckpointAdjoint(),
 ) -> tuple[Float[Array, "b"], LikelihoodStats]:
     """log p(x_i | c_i) in nats for a batch, `noise_fn(x, t, c)` on one input.
 
     `conditions` is a pytree with a leading batch axis (labels, for a
     classifier). `keys` holds one PRNG key per element; its probes come from
-    it, so equal keys give equal probes (common random numbers).
+    it, so equal keys give equal probes (common random numbers). `adjoint` is
+    how reverse-mode derivatives go through the solve (diffrax's; see `attacks`).
     """
     xs = jnp.asarray(xs)
     _check_inputs(noise_fn, xs[0], jax.tree.map(lambda c: c[0], conditions), float(t0), sde)
@@ -225,7 +233,7 @@ def batch_log_likelihood(
     def solve_batch(xs_, conditions_, probes_):
         return _solve_batch(
             noise_fn, sde, xs_, conditions_, probes_, divergence,
-            start, rtol, atol, solver, max_steps, norm,
+            start, rtol, atol, solver, max_steps, norm, adjoint,
         )
 
     return batching(solve_batch, xs, conditions, probes)

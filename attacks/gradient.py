@@ -1,0 +1,132 @@
+"""Input gradients of class log-likelihoods through the probability-flow ODE.
+
+log p(x | y) comes out of an ODE whose vector field holds a divergence, itself
+a derivative of the network (SPEC.md §4), so its gradient with respect to the
+input needs second-order terms: one Hessian-vector product of the network per
+probe and step. Two routes, chosen by name:
+
+- "solver" (the default): reverse mode through the solver's own steps
+  (discretise-then-optimise, `diffrax.RecursiveCheckpointAdjoint`). It is the
+  exact gradient of the number the forward solve returned, and its memory is
+  bounded by the checkpoints (the solver state at some steps, never the
+  network's activations).
+- "adjoint": the continuous adjoint ODE solved backwards in time
+  (`diffrax.BacksolveAdjoint`), whose vector field is the VJP of the forward
+  one: reverse over the forward-mode divergence. Little memory, but its answer
+  is a second numerical solve's, not the gradient of the forward number.
+
+Images are continuous pixels in [0, 1] (pixel / 255); the dequantisation
+noise u in [0, 1) and the probes come from `key`, and the model sees
+x = 2 (255 image + u) / 256 - 1 (SPEC.md §4 for integer pixels).
+"""
+
+from collections.abc import Callable
+from typing import Literal
+
+import diffrax
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from classify import batch_class_log_likelihoods
+from classify.likelihoods import LabelNoiseFn
+from likelihood import LikelihoodStats
+from sde import AbstractSDE
+
+Route = Literal["solver", "adjoint"]
+
+
+def adjoint_of(route: Route) -> diffrax.AbstractAdjoint:
+    if route == "solver":
+        return diffrax.RecursiveCheckpointAdjoint()
+    if route == "adjoint":
+        return diffrax.BacksolveAdjoint()
+    raise ValueError(f"route must be 'solver' or 'adjoint', got {route!r}")
+
+
+def image_log_likelihoods(
+    noise_fn: LabelNoiseFn,
+    sde: AbstractSDE,
+    image: Float[Array, "*d"],
+    *,
+    key: PRNGKeyArray,
+    num_classes: int,
+    levels: int = 256,
+    **options,
+) -> tuple[Float[Array, "k"], LikelihoodStats]:
+    """log p(x | y) for all labels of one image with continuous pixels in [0, 1].
+
+    The same `key` gives the same dequantisation noise and probes, so the
+    result is a deterministic, differentiable function of `image`.
+    `options` are those of `classify.batch_class_log_likelihoods`.
+    """
+    noise_key, probe_key = jax.random.split(key)
+    noise = jax.random.uniform(noise_key, image.shape)
+    x = 2 * ((levels - 1) * image + noise) / levels - 1
+    log_probs, stats = batch_class_log_likelihoods(
+        noise_fn, sde, x[None], keys=probe_key[None], num_classes=num_classes, **options
+    )
+    return log_probs[0], jax.tree.map(lambda leaf: leaf[0], stats)
+
+
+def cross_entropy(label: int | Array) -> Callable[[Float[Array, "k"]], Float[Array, ""]]:
+    """-log softmax(log p(x | .))[label]: the untargeted attack's loss (uniform prior)."""
+    return lambda log_probs: -jax.nn.log_softmax(log_probs)[label]
+
+
+def input_gradient(
+    objective: Callable[[Float[Array, "k"]], Float[Array, ""]],
+    noise_fn: LabelNoiseFn,
+    sde: AbstractSDE,
+    image: Float[Array, "*d"],
+    *,
+    key: PRNGKeyArray,
+    num_classes: int,
+    route: Route = "solver",
+    **options,
+) -> tuple[Float[Array, ""], Float[Array, "*d"], Float[Array, "k"]]:
+    """objective(log p(image | .)), its gradient with respect to `image`, and the log p.
+
+    `route` picks how the derivative goes through the ODE (module docstring);
+    `options` are those of `image_log_likelihoods`.
+    """
+    adjoint = adjoint_of(route)
+
+    def value(image_):
+        log_probs, _ = image_log_likelihoods(
+            noise_fn, sde, image_, key=key, num_classes=num_classes, adjoint=adjoint, **options
+        )
+        return objective(log_probs), log_probs
+
+    (loss, log_probs), gradient = jax.value_and_grad(value, has_aux=True)(jnp.asarray(image))
+    return loss, gradient, log_probs
+
+
+def attack_gradient_fn(
+    noise_fn: LabelNoiseFn,
+    sde: AbstractSDE,
+    label: int | Array,
+    *,
+    key: PRNGKeyArray,
+    num_classes: int,
+    mode: Literal["fixed", "eot"] = "fixed",
+    eot_draws: int = 4,
+    route: Route = "solver",
+    **options,
+) -> Callable[[Float[Array, "*d"], PRNGKeyArray], Float[Array, "*d"]]:
+    """The gradient of the untargeted cross-entropy, as `attacks.pgd` wants it.
+
+    "fixed": the noise and probes of `key` at every step (and at evaluation);
+    "eot": the mean gradient over `eot_draws` fresh draws from each step's key.
+    """
+    gradient = lambda image, draw_key: input_gradient(
+        cross_entropy(label), noise_fn, sde, image, key=draw_key, num_classes=num_classes,
+        route=route, **options,
+    )[1]
+    if mode == "fixed":
+        return lambda image, step_key: gradient(image, key)
+    if mode == "eot":
+        return lambda image, step_key: jnp.mean(
+            jax.vmap(lambda k: gradient(image, k))(jax.random.split(step_key, eot_draws)), axis=0
+        )
+    raise ValueError(f"mode must be 'fixed' or 'eot', got {mode!r}")

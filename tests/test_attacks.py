@@ -1,0 +1,93 @@
+"""attacks/: input gradients against finite differences, and PGD's geometry."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from attacks import PGD, attack_gradient_fn, cross_entropy, image_log_likelihoods, input_gradient, pgd, project
+from likelihood import Hutchinson
+from sde import SubVPSDE
+from tests.gaussian_model import exact_noise_fn
+
+SDE = SubVPSDE()
+NUM_CLASSES = 3
+TOLERANCE = 1e-6
+
+
+def gaussian_classes(num_dims: int, seed: int = 0):
+    means = 0.5 * jax.random.normal(jax.random.key(seed), (NUM_CLASSES, num_dims))
+    return exact_noise_fn(SDE, means, 0.4)
+
+
+OPTIONS = dict(num_classes=NUM_CLASSES, divergence=Hutchinson(2), rtol=TOLERANCE, atol=TOLERANCE)
+
+
+@pytest.mark.parametrize("route", ["solver", "adjoint"])
+def test_input_gradient_matches_central_differences(route):
+    num_dims = 6
+    noise_fn = gaussian_classes(num_dims)
+    image = jax.random.uniform(jax.random.key(1), (num_dims,), minval=0.2, maxval=0.8)
+    key = jax.random.key(2)
+    objective = cross_entropy(1)
+    value = jax.jit(lambda x: objective(image_log_likelihoods(noise_fn, SDE, x, key=key, **OPTIONS)[0]))
+    loss, gradient, _ = jax.jit(
+        lambda x: input_gradient(objective, noise_fn, SDE, x, key=key, route=route, **OPTIONS)
+    )(image)
+    assert float(loss) == pytest.approx(float(value(image)), rel=1e-6)
+    step = 1e-2
+    for direction_key in jax.random.split(jax.random.key(3), 3):
+        direction = jax.random.normal(direction_key, (num_dims,))
+        direction = direction / jnp.linalg.norm(direction)
+        central = (value(image + step * direction) - value(image - step * direction)) / (2 * step)
+        np.testing.assert_allclose(jnp.dot(gradient, direction), central, rtol=2e-2, atol=2e-3)
+
+
+@given(seed=st.integers(0, 2**16), norm=st.sampled_from(["linf", "l2"]), epsilon=st.floats(0.0, 0.5))
+def test_projection_and_random_start_stay_in_the_ball_and_the_pixel_range(seed, norm, epsilon):
+    attack = PGD(norm=norm, epsilon=epsilon, step_size=0.1, steps=3)
+    image_key, candidate_key, start_key = jax.random.split(jax.random.key(seed), 3)
+    image = jax.random.uniform(image_key, (2, 3, 3))
+    candidate = image + jax.random.normal(candidate_key, image.shape)
+    for x in (project(attack, image, candidate), pgd(lambda x, k: jnp.ones_like(x), image,
+                                                      key=start_key, attack=attack)):
+        assert float(jnp.min(x)) >= 0 and float(jnp.max(x)) <= 1
+        delta = x - image
+        size = jnp.max(jnp.abs(delta)) if norm == "linf" else jnp.sqrt(jnp.sum(delta**2))
+        assert float(size) <= epsilon * (1 + 1e-5) + 1e-6
+
+
+def test_pgd_steps_follow_the_gradient():
+    """A constant gradient: L-inf walks to the corner of the box, L2 along the gradient."""
+    image = jnp.full((4,), 0.5)
+    gradient = jnp.array([1.0, -2.0, 0.5, 0.0])
+    linf = pgd(lambda x, k: gradient, image, key=jax.random.key(0),
+               attack=PGD("linf", epsilon=0.1, step_size=0.03, steps=5, random_start=False))
+    np.testing.assert_allclose(linf, image + 0.1 * jnp.sign(gradient), rtol=1e-6)
+    l2 = pgd(lambda x, k: gradient, image, key=jax.random.key(0),
+             attack=PGD("l2", epsilon=0.2, step_size=0.05, steps=10, random_start=False))
+    np.testing.assert_allclose(l2, image + 0.2 * gradient / jnp.linalg.norm(gradient), rtol=1e-5)
+
+
+def test_routes_agree_and_modes_differ_as_documented():
+    num_dims = 6
+    noise_fn = gaussian_classes(num_dims, seed=4)
+    image = jax.random.uniform(jax.random.key(5), (num_dims,), minval=0.2, maxval=0.8)
+    key = jax.random.key(6)
+    gradients = {
+        route: jax.jit(lambda x, route=route: input_gradient(
+            cross_entropy(0), noise_fn, SDE, x, key=key, route=route, **OPTIONS)[1])(image)
+        for route in ("solver", "adjoint")
+    }
+    np.testing.assert_allclose(gradients["adjoint"], gradients["solver"], rtol=1e-2, atol=1e-3)
+
+    fixed = attack_gradient_fn(noise_fn, SDE, 0, key=key, mode="fixed", **OPTIONS)
+    step_keys = jax.random.split(jax.random.key(7), 2)
+    np.testing.assert_array_equal(fixed(image, step_keys[0]), fixed(image, step_keys[1]))
+    np.testing.assert_allclose(fixed(image, step_keys[0]), gradients["solver"], rtol=1e-5, atol=1e-5)
+    eot = attack_gradient_fn(noise_fn, SDE, 0, key=key, mode="eot", eot_draws=2, **OPTIONS)
+    assert not np.allclose(eot(image, step_keys[0]), eot(image, step_keys[1]))
+    with pytest.raises(ValueError, match="mode must be"):
+        attack_gradient_fn(noise_fn, SDE, 0, key=key, mode="other", **OPTIONS)
