@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from attacks.pgd import GradientFn
 from classify import batch_class_log_likelihoods
 from classify.likelihoods import LabelNoiseFn
 from likelihood import LikelihoodStats
@@ -84,8 +85,9 @@ def input_gradient(
     num_classes: int,
     route: Route = "solver",
     **options,
-) -> tuple[Float[Array, ""], Float[Array, "*d"], Float[Array, "k"]]:
-    """objective(log p(image | .)), its gradient with respect to `image`, and the log p.
+) -> tuple[Float[Array, ""], Float[Array, "*d"], Float[Array, "k"], LikelihoodStats]:
+    """objective(log p(image | .)), its gradient with respect to `image`, the log p and
+    the forward solve's statistics.
 
     `route` picks how the derivative goes through the ODE (module docstring);
     `options` are those of `image_log_likelihoods`.
@@ -93,13 +95,15 @@ def input_gradient(
     adjoint = adjoint_of(route)
 
     def value(image_):
-        log_probs, _ = image_log_likelihoods(
+        log_probs, stats = image_log_likelihoods(
             noise_fn, sde, image_, key=key, num_classes=num_classes, adjoint=adjoint, **options
         )
-        return objective(log_probs), log_probs
+        return objective(log_probs), (log_probs, stats)
 
-    (loss, log_probs), gradient = jax.value_and_grad(value, has_aux=True)(jnp.asarray(image))
-    return loss, gradient, log_probs
+    (loss, (log_probs, stats)), gradient = jax.value_and_grad(value, has_aux=True)(
+        jnp.asarray(image)
+    )
+    return loss, gradient, log_probs, stats
 
 
 def attack_gradient_fn(
@@ -113,20 +117,27 @@ def attack_gradient_fn(
     eot_draws: int = 4,
     route: Route = "solver",
     **options,
-) -> Callable[[Float[Array, "*d"], PRNGKeyArray], Float[Array, "*d"]]:
-    """The gradient of the untargeted cross-entropy, as `attacks.pgd` wants it.
+) -> GradientFn:
+    """The gradient of the untargeted cross-entropy and its forward function
+    evaluations, as `attacks.pgd` wants them.
 
     "fixed": the noise and probes of `key` at every step (and at evaluation);
     "eot": the mean gradient over `eot_draws` fresh draws from each step's key.
     """
-    gradient = lambda image, draw_key: input_gradient(
-        cross_entropy(label), noise_fn, sde, image, key=draw_key, num_classes=num_classes,
-        route=route, **options,
-    )[1]
+
+    def gradient(image, draw_key):
+        _, grad, _, stats = input_gradient(
+            cross_entropy(label), noise_fn, sde, image, key=draw_key, num_classes=num_classes,
+            route=route, **options,
+        )
+        return grad, jnp.max(stats.num_function_evaluations)
+
     if mode == "fixed":
         return lambda image, step_key: gradient(image, key)
     if mode == "eot":
-        return lambda image, step_key: jnp.mean(
-            jax.vmap(lambda k: gradient(image, k))(jax.random.split(step_key, eot_draws)), axis=0
-        )
+        def averaged(image, step_key):
+            grads, costs = jax.vmap(lambda k: gradient(image, k))(jax.random.split(step_key, eot_draws))
+            return jnp.mean(grads, axis=0), jnp.sum(costs)
+
+        return averaged
     raise ValueError(f"mode must be 'fixed' or 'eot', got {mode!r}")

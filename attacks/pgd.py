@@ -1,6 +1,7 @@
 """Projected gradient descent (Madry et al. 2018) on images with pixels in [0, 1].
 
-The attack ascends a loss whose gradient `gradient_fn(image, key)` supplies;
+The attack ascends a loss whose gradient `gradient_fn(image, key)` supplies
+(with its cost, e.g. function evaluations, which the attack sums);
 `key` changes at every step, so the same loop runs both modes of a randomised
 classifier: a gradient that ignores it (fixed noise and probes, the paper's
 worst case for a deterministic model) or one that averages fresh draws
@@ -15,7 +16,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-GradientFn = Callable[[Float[Array, "*d"], PRNGKeyArray], Float[Array, "*d"]]
+# gradient_fn(image, key) -> (gradient, cost): the cost (e.g. function evaluations) is summed.
+GradientFn = Callable[[Float[Array, "*d"], PRNGKeyArray], tuple[Float[Array, "*d"], Array]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,8 +33,8 @@ class PGD:
     def __post_init__(self):
         if self.norm not in ("linf", "l2"):
             raise ValueError(f"norm must be 'linf' or 'l2', got {self.norm!r}")
-        if self.epsilon < 0 or self.step_size <= 0 or self.steps < 0:
-            raise ValueError(f"need epsilon >= 0, step_size > 0 and steps >= 0, got {self}")
+        if self.epsilon < 0 or self.step_size < 0 or self.steps < 0:
+            raise ValueError(f"need epsilon, step_size and steps >= 0, got {self}")
 
 
 def _l2_norm(x: Float[Array, "*d"]) -> Float[Array, ""]:
@@ -70,13 +72,15 @@ def ascent_step(attack: PGD, gradient: Float[Array, "*d"]) -> Float[Array, "*d"]
 
 def pgd(
     gradient_fn: GradientFn, image: Float[Array, "*d"], *, key: PRNGKeyArray, attack: PGD
-) -> Float[Array, "*d"]:
-    """The adversarial image after `attack.steps` projected ascent steps from `image`."""
+) -> tuple[Float[Array, "*d"], Array]:
+    """The adversarial image after `attack.steps` projected ascent steps from `image`,
+    and the summed cost that `gradient_fn` reported."""
     start_key, steps_key = jax.random.split(key)
     x = random_start(attack, image, start_key) if attack.random_start else image
 
-    def step(i, x):
-        gradient = gradient_fn(x, jax.random.fold_in(steps_key, i))
-        return project(attack, image, x + ascent_step(attack, gradient))
+    def step(i, carry):
+        x, cost = carry
+        gradient, step_cost = gradient_fn(x, jax.random.fold_in(steps_key, i))
+        return project(attack, image, x + ascent_step(attack, gradient)), cost + step_cost
 
-    return jax.lax.fori_loop(0, attack.steps, step, x)
+    return jax.lax.fori_loop(0, attack.steps, step, (x, jnp.zeros((), jnp.int32)))

@@ -80,6 +80,15 @@ def check_same_config(folder: Path, expected: dict, ignore: tuple[str, ...]) -> 
         )
 
 
+def claim_folder(folder: Path, settings: dict) -> None:
+    """Save `settings` as the results folder's config, or check them against the saved
+    ones (a rerun continues only with the same settings)."""
+    if (folder / CONFIG_FILE).exists():
+        check_same_config(folder, settings, ignore=())
+    else:
+        save_config(folder, settings)
+
+
 def save_state(folder: Path, state: eqx.Module) -> None:
     write_atomically(folder / CHECKPOINT_FILE, lambda file: eqx.tree_serialise_leaves(file, state))
 

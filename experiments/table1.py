@@ -106,7 +106,7 @@ def evaluation_order(num_images: int, limit: int | None, seed: int) -> np.ndarra
     return np.sort(np.random.default_rng(seed).choice(num_images, limit, replace=False))
 
 
-def _read_results(path: Path) -> list[dict]:
+def read_results(path: Path) -> list[dict]:
     """Completed per-image lines; a line cut short by an interruption is dropped."""
     if not path.exists():
         return []
@@ -126,15 +126,12 @@ def evaluate(config: Table1Config) -> dict:
     out = config.out or config.run / "table1"
     settings = _settings(config)
     record = {"settings": settings}
-    if (out / checkpoint.CONFIG_FILE).exists():
-        checkpoint.check_same_config(out, record, ignore=())
-    else:
-        checkpoint.save_config(out, record)
+    checkpoint.claim_folder(out, record)
 
     test = load_dataset(train_config.preset, "test", source=config.data)
     order = evaluation_order(len(test.labels), config.limit, config.seed)
     results_path = out / RESULTS_FILE
-    records = _read_results(results_path)
+    records = read_results(results_path)
     if len(records) < len(order):
         # Restart at a chunk boundary: the images of one solve share its steps, so a
         # chunk recomputed with other companions would not give the same numbers.

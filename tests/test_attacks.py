@@ -33,7 +33,7 @@ def test_input_gradient_matches_central_differences(route):
     key = jax.random.key(2)
     objective = cross_entropy(1)
     value = jax.jit(lambda x: objective(image_log_likelihoods(noise_fn, SDE, x, key=key, **OPTIONS)[0]))
-    loss, gradient, _ = jax.jit(
+    loss, gradient, _, _ = jax.jit(
         lambda x: input_gradient(objective, noise_fn, SDE, x, key=key, route=route, **OPTIONS)
     )(image)
     assert float(loss) == pytest.approx(float(value(image)), rel=1e-6)
@@ -51,8 +51,10 @@ def test_projection_and_random_start_stay_in_the_ball_and_the_pixel_range(seed, 
     image_key, candidate_key, start_key = jax.random.split(jax.random.key(seed), 3)
     image = jax.random.uniform(image_key, (2, 3, 3))
     candidate = image + jax.random.normal(candidate_key, image.shape)
-    for x in (project(attack, image, candidate), pgd(lambda x, k: jnp.ones_like(x), image,
-                                                      key=start_key, attack=attack)):
+    constant = lambda x, k: (jnp.ones_like(x), jnp.int32(1))
+    attacked, cost = pgd(constant, image, key=start_key, attack=attack)
+    assert int(cost) == 3  # one per step
+    for x in (project(attack, image, candidate), attacked):
         assert float(jnp.min(x)) >= 0 and float(jnp.max(x)) <= 1
         delta = x - image
         size = jnp.max(jnp.abs(delta)) if norm == "linf" else jnp.sqrt(jnp.sum(delta**2))
@@ -63,10 +65,11 @@ def test_pgd_steps_follow_the_gradient():
     """A constant gradient: L-inf walks to the corner of the box, L2 along the gradient."""
     image = jnp.full((4,), 0.5)
     gradient = jnp.array([1.0, -2.0, 0.5, 0.0])
-    linf = pgd(lambda x, k: gradient, image, key=jax.random.key(0),
+    constant = lambda x, k: (gradient, jnp.int32(0))
+    linf, _ = pgd(constant, image, key=jax.random.key(0),
                attack=PGD("linf", epsilon=0.1, step_size=0.03, steps=5, random_start=False))
     np.testing.assert_allclose(linf, image + 0.1 * jnp.sign(gradient), rtol=1e-6)
-    l2 = pgd(lambda x, k: gradient, image, key=jax.random.key(0),
+    l2, _ = pgd(constant, image, key=jax.random.key(0),
              attack=PGD("l2", epsilon=0.2, step_size=0.05, steps=10, random_start=False))
     np.testing.assert_allclose(l2, image + 0.2 * gradient / jnp.linalg.norm(gradient), rtol=1e-5)
 
@@ -85,9 +88,12 @@ def test_routes_agree_and_modes_differ_as_documented():
 
     fixed = attack_gradient_fn(noise_fn, SDE, 0, key=key, mode="fixed", **OPTIONS)
     step_keys = jax.random.split(jax.random.key(7), 2)
-    np.testing.assert_array_equal(fixed(image, step_keys[0]), fixed(image, step_keys[1]))
-    np.testing.assert_allclose(fixed(image, step_keys[0]), gradients["solver"], rtol=1e-5, atol=1e-5)
+    (first, nfe), (second, _) = fixed(image, step_keys[0]), fixed(image, step_keys[1])
+    np.testing.assert_array_equal(first, second)
+    np.testing.assert_allclose(first, gradients["solver"], rtol=1e-5, atol=1e-5)
     eot = attack_gradient_fn(noise_fn, SDE, 0, key=key, mode="eot", eot_draws=2, **OPTIONS)
-    assert not np.allclose(eot(image, step_keys[0]), eot(image, step_keys[1]))
+    (first, eot_nfe), (second, _) = eot(image, step_keys[0]), eot(image, step_keys[1])
+    assert not np.allclose(first, second)
+    assert int(nfe) > 0 and int(eot_nfe) > int(nfe)  # two solves' evaluations
     with pytest.raises(ValueError, match="mode must be"):
         attack_gradient_fn(noise_fn, SDE, 0, key=key, mode="other", **OPTIONS)

@@ -1,0 +1,56 @@
+"""`python -m experiments.table3`: results files and resuming (one run: compiling the attacks is slow)."""
+
+import json
+
+import pytest
+
+from experiments import table3
+
+FAST = ["--limit", "2", "--steps", "1", "--eot-draws", "2", "--probes", "1", "--rtol", "1e-2",
+        "--atol", "1e-2", "--examples", "1"]
+
+
+def run(tiny_run, out, *extra):
+    return table3.main(["--run", str(tiny_run), "--out", str(out), *FAST, *extra])
+
+
+def test_results_files_and_resume(tiny_run, tmp_path, monkeypatch):
+    real = table3.attack_image
+    calls = []
+
+    def interrupted(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(table3, "attack_image", interrupted)
+    with pytest.raises(SystemExit) as exit_info:
+        run(tiny_run, tmp_path)
+    assert exit_info.value.code == 130
+    calls.clear()
+    monkeypatch.setattr(table3, "attack_image", lambda *args: calls.append(1) or real(*args))
+    summary = run(tiny_run, tmp_path)
+    assert len(calls) == 1  # the first image came from images.jsonl
+
+    saved = json.loads((tmp_path / "table3.json").read_text())
+    assert saved["num_images"] == 2 and 0 <= saved["clean_accuracy"] <= 1
+    for norm, epsilon in (("linf", 8 / 255), ("l2", 0.5)):
+        fields = saved[norm]
+        assert fields["epsilon"] == pytest.approx(epsilon)
+        for name in ("robust_accuracy_fixed", "robust_accuracy_eot", "mean_perturbation_norm",
+                     "seconds_per_image", "nfe_per_image"):
+            assert name in fields
+        assert 0 < fields["mean_perturbation_norm"] <= epsilon * (1 + 1e-5)
+        assert fields["nfe_per_image"] > 0
+    lines = [json.loads(line) for line in (tmp_path / "images.jsonl").read_text().splitlines()]
+    assert [line["index"] for line in lines] == sorted(line["index"] for line in lines)
+    for line in lines:
+        for mode in ("fixed", "eot"):
+            assert line[f"linf_{mode}"]["perturbation_norm"] <= 8 / 255 * (1 + 1e-5)
+            assert line[f"l2_{mode}"]["perturbation_norm"] <= 0.5 * (1 + 1e-5)
+    assert summary["linf"] == saved["linf"]
+    markdown = (tmp_path / "table3.md").read_text()
+    assert "| SBGC (Zimmermann et al. 2021) (published) | CIFAR-10 | 216 | 95.04 | 0.00 | 0.00 |" in markdown
+    assert (tmp_path / "examples.png").read_bytes()[:4] == b"\x89PNG"
+
