@@ -89,8 +89,8 @@ def compare(result: dict, paper: dict, default: dict, labels: np.ndarray, num_di
 def markdown(table: list[dict], num_images: int) -> str:
     paper = table[0]
     lines = [
-        f"| setting | accuracy (%) | bits/dim | mean abs Δ log p (nats) | predictions ≠ paper "
-        f"| ≠ default | network passes / image | NFE / image | passes vs paper | wall vs paper |",
+        "| setting | accuracy (%) | bits/dim | mean abs Δ log p (nats) | predictions ≠ paper "
+        "| ≠ default | network passes / image | NFE / image | passes vs paper | wall vs paper |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in table:

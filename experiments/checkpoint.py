@@ -9,9 +9,10 @@ write never leaves a half-written checkpoint behind.
 import dataclasses
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import equinox as eqx
 
@@ -87,6 +88,13 @@ def claim_folder(folder: Path, settings: dict) -> None:
         check_same_config(folder, settings, ignore=())
     else:
         save_config(folder, settings)
+
+
+def exit_interrupted(done: int, results: Path) -> NoReturn:
+    """After Ctrl-C: say where the results so far are, and exit with 130 (SIGINT)."""
+    print(f"\ninterrupted after {done} images: results so far in {results}; "
+          "the same command continues from them", file=sys.stderr)
+    raise SystemExit(130)
 
 
 def save_state(folder: Path, state: eqx.Module) -> None:

@@ -14,7 +14,6 @@ and `table1.md` (beside the paper's published rows) hold the summary.
 import dataclasses
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Literal
 
@@ -157,9 +156,7 @@ def evaluate(config: Table1Config) -> dict:
             bar.set_postfix(accuracy=f"{accuracy:.3f}")
     except KeyboardInterrupt:
         bar.close()
-        print(f"\ninterrupted after {len(records)} images: results so far in {results_path}; "
-              "the same command continues from them", file=sys.stderr)
-        raise SystemExit(130)
+        checkpoint.exit_interrupted(len(records), results_path)
     bar.close()
     return _summarize(records, train_config.preset, test.images.shape[1:], settings, out)
 

@@ -17,7 +17,6 @@ perturbation triples.
 import dataclasses
 import io
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Literal
@@ -170,9 +169,7 @@ def evaluate(config: Table3Config) -> dict:
             bar.update(1)
     except KeyboardInterrupt:
         bar.close()
-        print(f"\ninterrupted after {len(records)} images: results so far in {results_path}; "
-              "the same command continues from them", file=sys.stderr)
-        raise SystemExit(130)
+        checkpoint.exit_interrupted(len(records), results_path)
     bar.close()
     summary = summarize(records, preset, record["settings"])
     _write(out, summary, records, examples)
