@@ -32,6 +32,7 @@ from attacks import PGD, attack_gradient_fn, image_log_likelihoods, pgd
 from experiments import checkpoint
 from experiments.cli import option, parse_config
 from experiments.data import load_dataset
+from experiments.estimates import seconds_per_image
 from experiments.runs import load_run
 from experiments.table1 import PRESET_EVALUATION, evaluation_order, read_results
 from likelihood import Hutchinson
@@ -178,11 +179,11 @@ def evaluate(config: Table3Config) -> dict:
 
 def summarize(records: list[dict], preset: str, settings: dict) -> dict:
     """The fields of table3.json from the per-image lines."""
-    timed = [r for r in records if not r["compiling"]] or records
     summary = {
         "preset": preset, "num_images": len(records), "settings": settings,
         "clean_accuracy": float(np.mean([r["clean_prediction"] == r["label"] for r in records])),
-        "seconds_per_image": float(np.median([r["seconds"] for r in timed])),
+        "seconds_per_image": seconds_per_image([r["seconds"] for r in records],
+                                               [r["compiling"] for r in records]),
     }
     for norm, epsilon in zip(NORMS, (settings["linf_epsilon"], settings["l2_epsilon"])):
         summary[norm] = {
