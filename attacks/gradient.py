@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Literal
 
 import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
@@ -106,6 +107,21 @@ def input_gradient(
     return loss, gradient, log_probs, stats
 
 
+@eqx.filter_jit
+def _gradient_and_cost(noise_fn, sde, image, label, key, num_classes, route, options):
+    """One draw's gradient of the untargeted cross-entropy and its forward evaluations.
+
+    Compiled on its own, so that every attack on images of one shape (either
+    norm, either mode) reuses one executable instead of compiling a PGD loop
+    around its own copy of the solve and its derivative.
+    """
+    _, grad, _, stats = input_gradient(
+        cross_entropy(label), noise_fn, sde, image, key=key, num_classes=num_classes,
+        route=route, **options,
+    )
+    return grad, jnp.max(stats.num_function_evaluations)
+
+
 def attack_gradient_fn(
     noise_fn: LabelNoiseFn,
     sde: AbstractSDE,
@@ -122,22 +138,20 @@ def attack_gradient_fn(
     evaluations, as `attacks.pgd` wants them.
 
     "fixed": the noise and probes of `key` at every step (and at evaluation);
-    "eot": the mean gradient over `eot_draws` fresh draws from each step's key.
+    "eot": the mean gradient over `eot_draws` fresh draws from each step's key,
+    one compiled solve after another.
     """
+    label = jnp.asarray(label)  # traced, so that every label shares one compiled gradient
 
     def gradient(image, draw_key):
-        _, grad, _, stats = input_gradient(
-            cross_entropy(label), noise_fn, sde, image, key=draw_key, num_classes=num_classes,
-            route=route, **options,
-        )
-        return grad, jnp.max(stats.num_function_evaluations)
+        return _gradient_and_cost(noise_fn, sde, image, label, draw_key, num_classes, route, options)
 
     if mode == "fixed":
         return lambda image, step_key: gradient(image, key)
     if mode == "eot":
         def averaged(image, step_key):
-            grads, costs = jax.vmap(lambda k: gradient(image, k))(jax.random.split(step_key, eot_draws))
-            return jnp.mean(grads, axis=0), jnp.sum(costs)
+            grads, costs = zip(*(gradient(image, k) for k in jax.random.split(step_key, eot_draws)))
+            return jnp.mean(jnp.stack(grads), axis=0), sum(costs)
 
         return averaged
     raise ValueError(f"mode must be 'fixed' or 'eot', got {mode!r}")

@@ -74,13 +74,17 @@ def pgd(
     gradient_fn: GradientFn, image: Float[Array, "*d"], *, key: PRNGKeyArray, attack: PGD
 ) -> tuple[Float[Array, "*d"], Array]:
     """The adversarial image after `attack.steps` projected ascent steps from `image`,
-    and the summed cost that `gradient_fn` reported."""
+    and the summed cost that `gradient_fn` reported.
+
+    The steps are a Python loop: each calls `gradient_fn`, which should be
+    compiled on its own (as `attacks.attack_gradient_fn`'s is), so that
+    attacks of every norm and step count share its executable. Compiling the
+    loop as a whole would compile the ODE's derivative again for each attack.
+    """
     start_key, steps_key = jax.random.split(key)
     x = random_start(attack, image, start_key) if attack.random_start else image
-
-    def step(i, carry):
-        x, cost = carry
+    cost = jnp.zeros((), jnp.int32)
+    for i in range(attack.steps):
         gradient, step_cost = gradient_fn(x, jax.random.fold_in(steps_key, i))
-        return project(attack, image, x + ascent_step(attack, gradient)), cost + step_cost
-
-    return jax.lax.fori_loop(0, attack.steps, step, (x, jnp.zeros((), jnp.int32)))
+        x, cost = project(attack, image, x + ascent_step(attack, gradient)), cost + step_cost
+    return x, cost

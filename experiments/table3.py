@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
+from jaxtyping import Array
 from tqdm import tqdm
 
 from attacks import PGD, attack_gradient_fn, image_log_likelihoods, pgd
@@ -74,7 +75,7 @@ class Table3Config:
 
 @dataclasses.dataclass(frozen=True)
 class AttackSettings:
-    """What decides one image's attacks: the static argument of the compiled attack."""
+    """What decides one image's attacks."""
 
     attacks: tuple[PGD, ...]  # one per norm, in NORMS order
     eot_draws: int
@@ -85,23 +86,31 @@ class AttackSettings:
 
 
 @eqx.filter_jit
+def _log_likelihoods(model, image, key, options) -> tuple[Array, Array]:
+    log_probs, stats = image_log_likelihoods(model, SubVPSDE(), image, key=key, **options)
+    return log_probs, jnp.max(stats.num_function_evaluations)
+
+
 def attack_image(model, image, label, key, settings: AttackSettings) -> dict:
-    """Clean and attacked log p(x | y) of one image, the adversarial images and the costs."""
-    sde = SubVPSDE()
+    """Clean and attacked log p(x | y) of one image, the adversarial images and the costs.
+
+    Two compiled functions serve all of it (the forward log-likelihoods and one
+    draw's gradient), whatever the image, label, norm or mode.
+    """
     options = dict(num_classes=model.config.num_classes, divergence=Hutchinson(settings.probes),
                    rtol=settings.rtol, atol=settings.atol)
     fixed_key, start_key, eot_key, judge_key = jax.random.split(key, 4)
-    clean, stats = image_log_likelihoods(model, sde, image, key=fixed_key, **options)
-    result = {"clean": clean, "clean_nfe": jnp.max(stats.num_function_evaluations)}
+    clean, clean_nfe = _log_likelihoods(model, image, fixed_key, options)
+    result = {"clean": clean, "clean_nfe": clean_nfe}
     for norm, attack in zip(NORMS, settings.attacks):
         for mode in MODES:
-            gradient_fn = attack_gradient_fn(model, sde, label, key=fixed_key, mode=mode,
+            gradient_fn = attack_gradient_fn(model, SubVPSDE(), label, key=fixed_key, mode=mode,
                                              eot_draws=settings.eot_draws, route=settings.route,
                                              **options)
             start = jax.random.fold_in(start_key if mode == "fixed" else eot_key, NORMS.index(norm))
             adversarial, nfe = pgd(gradient_fn, image, key=start, attack=attack)
             judge = fixed_key if mode == "fixed" else judge_key
-            log_probs, _ = image_log_likelihoods(model, sde, adversarial, key=judge, **options)
+            log_probs, _ = _log_likelihoods(model, adversarial, judge, options)
             result[f"{norm}_{mode}"] = {"log_probs": log_probs, "image": adversarial, "nfe": nfe}
     return result
 
@@ -192,7 +201,7 @@ def summarize(records: list[dict], preset: str, settings: dict) -> dict:
                 [r[f"{norm}_{mode}"]["prediction"] == r["label"] for r in records])) for mode in MODES},
             "mean_perturbation_norm": float(np.mean(
                 [r[f"{norm}_{mode}"]["perturbation_norm"] for r in records for mode in MODES])),
-            # Both modes' attacks on one image; all of the image's attacks share one compiled call.
+            # The time covers all four attacks on an image (both norms, both modes), timed together.
             "seconds_per_image": summary["seconds_per_image"],
             "nfe_per_image": float(np.mean(
                 [sum(r[f"{norm}_{mode}"]["nfe"] for mode in MODES) for r in records])),
@@ -222,7 +231,7 @@ def markdown_table(summary: dict) -> str:
         "",
         f"Mean perturbation norm: L-inf {summary['linf']['mean_perturbation_norm']:.4f}, "
         f"L2 {summary['l2']['mean_perturbation_norm']:.4f}. Per attacked image (all four attacks "
-        f"in one compiled call): {summary['seconds_per_image']:.1f} s; forward function "
+        f"together): {summary['seconds_per_image']:.1f} s; forward function "
         f"evaluations of the gradient steps: L-inf {summary['linf']['nfe_per_image']:.0f}, "
         f"L2 {summary['l2']['nfe_per_image']:.0f} (each also has a backward pass).",
         "",

@@ -1,4 +1,4 @@
-"""`python -m experiments.table3`: results files and resuming (one run: compiling the attacks is slow)."""
+"""`python -m experiments.table3`: results files and resuming (one run: compiling the gradient dominates)."""
 
 import json
 
