@@ -12,8 +12,16 @@ probe and step. Two routes, chosen by name:
   network's activations).
 - "adjoint": the continuous adjoint ODE solved backwards in time
   (`diffrax.BacksolveAdjoint`), whose vector field is the VJP of the forward
-  one: reverse over the forward-mode divergence. Little memory, but its answer
-  is a second numerical solve's, not the gradient of the forward number.
+  one. Little memory, but its answer is a second numerical solve's, not the
+  gradient of the forward number.
+
+Either route's cost is mostly the VJP of the vector field at each step, the
+Hessian-vector product of the divergence included. With `jax.jvp` probes
+that is reverse over forward, and JAX's transposed convolutions fall off
+XLA's fast CPU path inside the solver loop. For a `score.ScoreNet` pass
+`score.for_reverse_mode(model)` with `Hutchinson(n, mode="reverse")`: the
+same numbers, reverse over reverse on fast convolutions
+(`benchmarks/gradient.py` measures both; `experiments.table3` does this).
 
 Images are continuous pixels in [0, 1] (pixel / 255); the dequantisation
 noise u in [0, 1) and the probes come from `key`, and the model sees

@@ -29,6 +29,7 @@ import numpy as np
 from jaxtyping import Array
 from tqdm import tqdm
 
+import score
 from attacks import PGD, attack_gradient_fn, image_log_likelihoods, pgd
 from experiments import checkpoint
 from experiments.cli import option, parse_config
@@ -99,14 +100,17 @@ def attack_image(model, image, label, key, settings: AttackSettings) -> dict:
     """
     options = dict(num_classes=model.config.num_classes, divergence=Hutchinson(settings.probes),
                    rtol=settings.rtol, atol=settings.atol)
+    # Gradients run reverse over reverse on the reverse-mode network, with the same probes
+    # and the same numbers: 6x faster on CPU than reverse over the forward-mode divergence.
+    gradient_options = {**options, "divergence": Hutchinson(settings.probes, mode="reverse")}
     fixed_key, start_key, eot_key, judge_key = jax.random.split(key, 4)
     clean, clean_nfe = _log_likelihoods(model, image, fixed_key, options)
     result = {"clean": clean, "clean_nfe": clean_nfe}
     for norm, attack in zip(NORMS, settings.attacks):
         for mode in MODES:
-            gradient_fn = attack_gradient_fn(model, SubVPSDE(), label, key=fixed_key, mode=mode,
-                                             eot_draws=settings.eot_draws, route=settings.route,
-                                             **options)
+            gradient_fn = attack_gradient_fn(score.for_reverse_mode(model), SubVPSDE(), label,
+                                             key=fixed_key, mode=mode, eot_draws=settings.eot_draws,
+                                             route=settings.route, **gradient_options)
             start = jax.random.fold_in(start_key if mode == "fixed" else eot_key, NORMS.index(norm))
             adversarial, nfe = pgd(gradient_fn, image, key=start, attack=attack)
             judge = fixed_key if mode == "fixed" else judge_key

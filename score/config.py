@@ -19,6 +19,9 @@ class NetConfig:
     its continuous VP and subVP models 999 t, the DDPM step index.
     `layout` is where the channel axis lives inside the network; it changes the
     speed, never the parameters or the result (see `score.layers`).
+    `reverse_mode` builds the convolutions for fast reverse-mode derivatives of
+    any order and no forward mode (`score.layers.Conv2d`); `for_reverse_mode`
+    switches a trained network. Same parameters, same results.
     """
 
     image_size: int
@@ -31,6 +34,7 @@ class NetConfig:
     dropout: float = 0.1
     time_scale: float = 999.0
     layout: Literal["channels_last", "channels_first"] = "channels_last"
+    reverse_mode: bool = False
 
     def __post_init__(self):
         if self.layout not in LAYOUTS:

@@ -9,6 +9,8 @@ output kept as a skip; a middle of block, attention, block; per level
 block between levels; a zero-initialised GroupNorm-swish-conv head.
 """
 
+import dataclasses
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -106,7 +108,7 @@ class ScoreNet(eqx.Module):
     config: NetConfig = eqx.field(static=True)
 
     def __init__(self, config: NetConfig, *, key: PRNGKeyArray):
-        layout = LAYOUTS[config.layout]
+        layout = dataclasses.replace(LAYOUTS[config.layout], reverse_mode=config.reverse_mode)
         embedding_dim = 4 * config.nf
         keys = iter(jax.random.split(key, 7))
 
@@ -213,3 +215,13 @@ class ScoreNet(eqx.Module):
 
         h = self.output_conv(jax.nn.swish(self.output_norm(h)))
         return layout.to_chw(h)
+
+
+def for_reverse_mode(model: ScoreNet) -> ScoreNet:
+    """The same network (same parameters, same outputs) with convolutions built for
+    reverse mode: input gradients of any order run on XLA's fast convolutions
+    (CPU_NOTES.md trap 1), but `jax.jvp` no longer works, so divergences need
+    `Hutchinson(..., mode="reverse")`. For attacks (`attacks/`) on CPU."""
+    config = dataclasses.replace(model.config, reverse_mode=True)
+    skeleton = eqx.filter_eval_shape(ScoreNet, config, key=jax.random.key(0))
+    return jax.tree.unflatten(jax.tree.structure(skeleton), jax.tree.leaves(model))

@@ -60,8 +60,20 @@ def test_rademacher_probes_have_lower_variance_than_gaussian_ones():
     assert spread["rademacher"] < spread["gaussian"]
 
 
+@given(seed=st.integers(0, 2**16), shape=shapes, nonlinear=st.booleans())
+def test_reverse_mode_probes_give_the_forward_mode_numbers(seed, shape, nonlinear):
+    """v . (J^T v) by VJPs equals v . (J v) by JVPs, probe by probe."""
+    field, x = random_field(seed, tuple(shape), nonlinear)
+    key = jax.random.key(seed)
+    forward = divergence(field, x, key=key, estimator=Hutchinson(3))
+    reverse = divergence(field, x, key=key, estimator=Hutchinson(3, mode="reverse"))
+    np.testing.assert_allclose(reverse, forward, rtol=1e-5, atol=1e-5)
+
+
 def test_hutchinson_rejects_bad_settings():
     with pytest.raises(ValueError, match="n_probes"):
         Hutchinson(0)
     with pytest.raises(ValueError, match="kind"):
         Hutchinson(1, "uniform")
+    with pytest.raises(ValueError, match="mode"):
+        Hutchinson(1, mode="sideways")

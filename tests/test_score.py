@@ -107,6 +107,30 @@ def test_layouts_agree(digits_net):
     np.testing.assert_allclose(apply(channels_first, x, t, y), apply(digits_net, x, t, y), rtol=1e-5, atol=1e-5)
 
 
+def test_reverse_mode_network_gives_the_same_values_and_input_derivatives():
+    """Same outputs, VJPs and second derivatives (reverse over reverse) as the
+    forward-mode network's (reverse over forward); jax.jvp is refused."""
+    net = perturbed(score.ScoreNet(TINY, key=jax.random.key(0)), jax.random.key(1))
+    reverse = score.for_reverse_mode(net)
+    assert reverse.config.reverse_mode and not net.config.reverse_mode
+    x, t, y = example(net.config)
+    np.testing.assert_allclose(apply(reverse, x, t, y), apply(net, x, t, y), rtol=1e-5, atol=1e-5)
+    probe = jax.random.rademacher(jax.random.key(4), x.shape, dtype=jnp.float32)
+
+    def quadratic_form(model, mode, x_):  # v . (J v), the divergence's probe term
+        f = lambda z: model(z, t, y)
+        if mode == "forward":
+            return jnp.vdot(probe, jax.jvp(f, (x_,), (probe,))[1])
+        return jnp.vdot(probe, jax.vjp(f, x_)[1](probe)[0])
+
+    value = eqx.filter_jit(quadratic_form)
+    gradient = eqx.filter_jit(jax.grad(quadratic_form, argnums=2))
+    np.testing.assert_allclose(value(reverse, "reverse", x), value(net, "forward", x), rtol=1e-4)
+    np.testing.assert_allclose(gradient(reverse, "reverse", x), gradient(net, "forward", x), rtol=1e-4, atol=1e-5)
+    with pytest.raises(TypeError, match="forward-mode"):
+        value(reverse, "forward", x)
+
+
 def test_unknown_weighting_is_rejected():
     net = score.ScoreNet(TINY, key=jax.random.key(0))
     x0, y = jnp.zeros((2, 1, 4, 4)), jnp.zeros(2, dtype=jnp.int32)
