@@ -22,6 +22,8 @@ XLA's fast CPU path inside the solver loop. For a `score.ScoreNet` pass
 `score.for_reverse_mode(model)` with `Hutchinson(n, mode="reverse")`: the
 same numbers, reverse over reverse on fast convolutions
 (`benchmarks/gradient.py` measures both; `experiments.table3` does this).
+That works with the "solver" route only: diffrax's `BacksolveAdjoint` takes
+a JVP through the custom VJP, which JAX refuses.
 
 Images are continuous pixels in [0, 1] (pixel / 255); the dequantisation
 noise u in [0, 1) and the probes come from `key`, and the model sees
