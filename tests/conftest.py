@@ -23,3 +23,16 @@ def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny_run")
     train.main([*TINY_TRAINING, "--out", str(out), "--steps", "4"])
     return out
+
+
+def counting(fn, calls: list, interrupt_at: int | None = None):
+    """`fn`, appending to `calls` at every call, and raising KeyboardInterrupt (Ctrl-C)
+    instead of calling it at call number `interrupt_at`."""
+
+    def wrapped(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == interrupt_at:
+            raise KeyboardInterrupt
+        return fn(*args, **kwargs)
+
+    return wrapped

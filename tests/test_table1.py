@@ -5,6 +5,7 @@ import json
 import pytest
 
 from experiments import checkpoint, table1
+from tests.conftest import counting
 
 FAST = ["--limit", "6", "--images-per-solve", "2", "--rtol", "1e-3", "--atol", "1e-3"]
 
@@ -39,17 +40,7 @@ def test_interrupted_run_resumes_without_recomputing(tiny_run, tmp_path, monkeyp
     real = table1.classify_chunk
     calls = []
 
-    def interrupted(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    def counted(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(table1, "classify_chunk", interrupted)
+    monkeypatch.setattr(table1, "classify_chunk", counting(real, calls, interrupt_at=2))
     with pytest.raises(SystemExit) as exit_info:
         run(tiny_run, tmp_path)
     assert exit_info.value.code == 130
@@ -57,7 +48,7 @@ def test_interrupted_run_resumes_without_recomputing(tiny_run, tmp_path, monkeyp
     with (tmp_path / "images.jsonl").open("a") as file:
         file.write('{"index": 3, "lab')
     calls.clear()
-    monkeypatch.setattr(table1, "classify_chunk", counted)
+    monkeypatch.setattr(table1, "classify_chunk", counting(real, calls))
     resumed = run(tiny_run, tmp_path)
     assert len(calls) == 2  # chunks 2 and 3 of 3
     expected = uninterrupted[1]

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from experiments import table3
+from tests.conftest import counting
 
 FAST = ["--limit", "2", "--steps", "1", "--eot-draws", "2", "--probes", "1", "--rtol", "1e-2",
         "--atol", "1e-2", "--examples", "1"]
@@ -18,18 +19,12 @@ def test_results_files_and_resume(tiny_run, tmp_path, monkeypatch):
     real = table3.attack_image
     calls = []
 
-    def interrupted(*args):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args)
-
-    monkeypatch.setattr(table3, "attack_image", interrupted)
+    monkeypatch.setattr(table3, "attack_image", counting(real, calls, interrupt_at=2))
     with pytest.raises(SystemExit) as exit_info:
         run(tiny_run, tmp_path)
     assert exit_info.value.code == 130
     calls.clear()
-    monkeypatch.setattr(table3, "attack_image", lambda *args: calls.append(1) or real(*args))
+    monkeypatch.setattr(table3, "attack_image", counting(real, calls))
     summary = run(tiny_run, tmp_path)
     assert len(calls) == 1  # the first image came from images.jsonl
 

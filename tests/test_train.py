@@ -13,7 +13,7 @@ import pytest
 
 import score
 from experiments import checkpoint, train
-from tests.conftest import TINY_TRAINING
+from tests.conftest import TINY_TRAINING, counting
 
 def run(out: Path, steps: int, *extra: str) -> None:
     train.main([*TINY_TRAINING, "--out", str(out), "--steps", str(steps), *extra])
@@ -50,13 +50,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_same(tiny_run, tmp_pa
     calls = []
     real_step = train.train_step
 
-    def interrupted_step(*args):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real_step(*args)
-
-    monkeypatch.setattr(train, "train_step", interrupted_step)
+    monkeypatch.setattr(train, "train_step", counting(real_step, calls, interrupt_at=3))
     with pytest.raises(SystemExit) as exit_info:
         run(tmp_path, 4)
     assert exit_info.value.code == 130
