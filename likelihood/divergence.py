@@ -2,7 +2,7 @@
 
 An estimator is a small strategy object with two methods:
 
-- `draw_probes(key, shape)`: the probe vectors v_1..v_n, drawn ONCE per solve
+- `draw_probes(key, shape, dtype)`: the probe vectors v_1..v_n, drawn ONCE per solve
   and held fixed along it;
 - `reduce(quadratic_forms)`: turns the n numbers v_i . (J v_i) into the
   divergence channels that ride in the ODE state (one per Hutchinson probe,
@@ -48,11 +48,13 @@ class Hutchinson(eqx.Module):
         if self.mode not in ("forward", "reverse"):
             raise ValueError(f"Hutchinson mode must be 'forward' or 'reverse', got {self.mode!r}")
 
-    def draw_probes(self, key: PRNGKeyArray, shape: tuple[int, ...]) -> Float[Array, "n *shape"]:
+    def draw_probes(
+        self, key: PRNGKeyArray, shape: tuple[int, ...], dtype=jnp.float32
+    ) -> Float[Array, "n *shape"]:
         full_shape = (self.n_probes, *shape)
         if self.kind == "rademacher":
-            return jax.random.rademacher(key, full_shape, dtype=jnp.float32)
-        return jax.random.normal(key, full_shape)
+            return jax.random.rademacher(key, full_shape, dtype=dtype)
+        return jax.random.normal(key, full_shape, dtype)
 
     def reduce(self, quadratic_forms: Float[Array, "n"]) -> Float[Array, "n"]:
         return quadratic_forms
@@ -65,10 +67,12 @@ class ExactTrace(eqx.Module):
     for small inputs and as the test oracle.
     """
 
-    def draw_probes(self, key: PRNGKeyArray, shape: tuple[int, ...]) -> Float[Array, "d *shape"]:
+    def draw_probes(
+        self, key: PRNGKeyArray, shape: tuple[int, ...], dtype=jnp.float32
+    ) -> Float[Array, "d *shape"]:
         del key  # deterministic
         num_dims = math.prod(shape)
-        return jnp.eye(num_dims).reshape(num_dims, *shape)
+        return jnp.eye(num_dims, dtype=dtype).reshape(num_dims, *shape)
 
     def reduce(self, quadratic_forms: Float[Array, "d"]) -> Float[Array, "1"]:
         return jnp.sum(quadratic_forms, keepdims=True)
@@ -122,6 +126,6 @@ def divergence(
     estimator: DivergenceEstimator,
 ) -> Float[Array, "m"]:
     """Divergence channels of `fn` at one input: n probe estimates, or [trace]."""
-    probes = estimator.draw_probes(key, x.shape)
+    probes = estimator.draw_probes(key, x.shape, x.dtype)
     _, channels = batch_divergence(jax.vmap(fn), x[None], probes[None], estimator)
     return channels[0]

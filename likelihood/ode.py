@@ -228,7 +228,7 @@ def batch_log_likelihood(
     start = eqx.error_if(
         jnp.asarray(t0, xs.dtype), ~jnp.all(jnp.isfinite(xs)), "x has non-finite (NaN or inf) entries"
     )
-    probes = jax.vmap(lambda key: divergence.draw_probes(key, xs.shape[1:]))(keys)
+    probes = jax.vmap(lambda key: divergence.draw_probes(key, xs.shape[1:], xs.dtype))(keys)
 
     def solve_batch(xs_, conditions_, probes_):
         return _solve_batch(

@@ -26,27 +26,30 @@ OPTIONS = dict(num_classes=NUM_CLASSES, divergence=Hutchinson(2), rtol=TOLERANCE
 
 
 @pytest.mark.parametrize("route", ["solver", "adjoint"])
-def test_input_gradient_matches_central_differences(route):
-    num_dims = 6
-    noise_fn = gaussian_classes(num_dims)
-    image = jax.random.uniform(jax.random.key(1), (num_dims,), minval=0.2, maxval=0.8)
-    key = jax.random.key(2)
-    objective = cross_entropy(1)
-    value = jax.jit(lambda x: objective(image_log_likelihoods(noise_fn, SDE, x, key=key, **OPTIONS)[0]))
-    loss, gradient, log_probs, _ = jax.jit(
-        lambda x: input_gradient(objective, noise_fn, SDE, x, key=key, route=route, **OPTIONS)
-    )(image)
-    assert float(loss) == pytest.approx(float(value(image)), rel=1e-6)
-    step = 1e-2
-    # Each solve is accurate to about TOLERANCE x |log p| (a margin of 10 for the error
-    # control's looseness); central differences divide that by the step, and their own
-    # truncation error grows as step^2.
-    atol = 10 * TOLERANCE * float(jnp.max(jnp.abs(log_probs))) / step + step**2
-    for direction_key in jax.random.split(jax.random.key(3), 3):
-        direction = jax.random.normal(direction_key, (num_dims,))
-        direction = direction / jnp.linalg.norm(direction)
-        central = (value(image + step * direction) - value(image - step * direction)) / (2 * step)
-        np.testing.assert_allclose(jnp.dot(gradient, direction), central, rtol=0, atol=atol)
+@pytest.mark.parametrize("x64, tolerance, step", [(False, 1e-6, 1e-2), (True, 1e-9, 1e-3)])
+def test_input_gradient_matches_central_differences(route, x64, tolerance, step):
+    with jax.enable_x64(x64):
+        num_dims = 6
+        noise_fn = gaussian_classes(num_dims)
+        image = jax.random.uniform(jax.random.key(1), (num_dims,), minval=0.2, maxval=0.8)
+        key = jax.random.key(2)
+        objective = cross_entropy(1)
+        options = {**OPTIONS, "rtol": tolerance, "atol": tolerance}
+        value = jax.jit(lambda x: objective(image_log_likelihoods(noise_fn, SDE, x, key=key, **options)[0]))
+        loss, gradient, log_probs, _ = jax.jit(
+            lambda x: input_gradient(objective, noise_fn, SDE, x, key=key, route=route, **options)
+        )(image)
+        assert gradient.dtype == image.dtype
+        assert float(loss) == pytest.approx(float(value(image)), rel=1e-6)
+        # Each solve is accurate to about tolerance x |log p| (a margin of 10 for the error
+        # control's looseness); central differences divide that by the step, and their own
+        # truncation error grows as step^2.
+        atol = 10 * tolerance * float(jnp.max(jnp.abs(log_probs))) / step + step**2
+        for direction_key in jax.random.split(jax.random.key(3), 3):
+            direction = jax.random.normal(direction_key, (num_dims,))
+            direction = direction / jnp.linalg.norm(direction)
+            central = (value(image + step * direction) - value(image - step * direction)) / (2 * step)
+            np.testing.assert_allclose(jnp.dot(gradient, direction), central, rtol=0, atol=atol)
 
 
 @given(seed=st.integers(0, 2**16), norm=st.sampled_from(["linf", "l2"]), epsilon=st.floats(0.0, 0.5))
