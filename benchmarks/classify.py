@@ -17,7 +17,6 @@ with experiments.figure3), so an interrupted run continues where it stopped.
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 
 import jax
@@ -25,11 +24,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from classify import summarize
-from experiments import checkpoint
 from experiments.data import load_dataset
+from experiments.files import write_json, write_text
 from experiments.estimates import Estimate, estimate_images, seconds_per_image
 from experiments.runs import load_run
-from experiments.table1 import PRESET_EVALUATION, evaluation_order
+from experiments.estimates import PRESET_EVALUATION
+from experiments.results import evaluation_order
 
 PAPER = Estimate(probes=1, rtol=1e-5, atol=1e-5, share_noise=False)
 PAPER_DRAWS = 30
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--out", type=Path, help="results folder (default RUN/benchmark_classify)")
     args = parser.parse_args(argv)
     out = args.out or args.run / "benchmark_classify"
-    train_config, model = load_run(args.run)
+    train_config, model, _ = load_run(args.run)
     test = load_dataset(train_config.preset, "test")
     indices = evaluation_order(len(test.labels), args.images, args.seed)
     labels = test.labels[indices]
@@ -148,9 +148,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ]
     text = markdown(table, len(indices))
     print(text)
-    checkpoint.write_atomically(out / "classify.md", lambda file: file.write(text.encode()))
-    record = json.dumps({"run": str(args.run), "images": len(indices), "rows": table}, indent=2)
-    checkpoint.write_atomically(out / "classify.json", lambda file: file.write(record.encode()))
+    write_text(out / "classify.md", text)
+    write_json(out / "classify.json", {"run": str(args.run), "images": len(indices), "rows": table})
     return table
 
 

@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None):
     parser.add_argument("--sizes", default="8,28", help="which networks: 8 (digits), 28 (28x28)")
     args = parser.parse_args(argv)
     if args.run:
-        _, digits = load_run(args.run)
+        _, digits, _ = load_run(args.run)
     else:
         digits = score.ScoreNet(score.PRESETS["digits"], key=jax.random.key(0))
     image8 = jax.random.uniform(jax.random.key(5), (1, 8, 8))

@@ -2,19 +2,18 @@
 
 A run folder holds `config.json` (every setting of the run, written once),
 `checkpoint.eqx` (the training state's leaves) and whatever the entry point
-adds. Files are written to a temporary name and renamed, so an interrupted
+adds. Files are written atomically (`experiments.files`), so an interrupted
 write never leaves a half-written checkpoint behind.
 """
 
 import dataclasses
 import json
-import os
-import sys
-import tempfile
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import equinox as eqx
+
+from experiments.files import write_atomically
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.eqx"
@@ -22,19 +21,6 @@ CHECKPOINT_FILE = "checkpoint.eqx"
 
 class CheckpointError(RuntimeError):
     """A checkpoint or run folder that cannot be used; the message names the file."""
-
-
-def write_atomically(path: Path, write) -> None:
-    """Call `write(file)` on a temporary file beside `path`, then rename it onto `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            write(file)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def to_json(config: Any) -> dict:
@@ -79,22 +65,6 @@ def check_same_config(folder: Path, expected: dict, ignore: tuple[str, ...]) -> 
             f"{folder / CONFIG_FILE} does not match this run's settings ("
             + "; ".join(differences) + "); resume with the same settings or use a new --out"
         )
-
-
-def claim_folder(folder: Path, settings: dict) -> None:
-    """Save `settings` as the results folder's config, or check them against the saved
-    ones (a rerun continues only with the same settings)."""
-    if (folder / CONFIG_FILE).exists():
-        check_same_config(folder, settings, ignore=())
-    else:
-        save_config(folder, settings)
-
-
-def exit_interrupted(done: int, results: Path) -> NoReturn:
-    """After Ctrl-C: say where the results so far are, and exit with 130 (SIGINT)."""
-    print(f"\ninterrupted after {done} images: results so far in {results}; "
-          "the same command continues from them", file=sys.stderr)
-    raise SystemExit(130)
 
 
 def save_state(folder: Path, state: eqx.Module) -> None:

@@ -1,29 +1,31 @@
 """Estimating log p(x | y) on test images: the settings, the compiled estimate, cached runs.
 
-Shared by `experiments.table1`, `experiments.figure3` and `benchmarks/classify.py`,
-so that a setting means the same computation in each.
+Shared by the evaluation entry points (table1, table2, figure3, ...) and
+`benchmarks/classify.py`, so that a setting means the same computation in each.
 """
 
 import dataclasses
 import hashlib
-import io
 import json
 import time
 from pathlib import Path
+from typing import Literal
 
 import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, PRNGKeyArray, UInt8
+from jax.sharding import NamedSharding
+from jaxtyping import Array, Int64, PRNGKeyArray, UInt8
 from tqdm import tqdm
 
 import score
 from classify import batch_class_log_likelihoods, shortlist_class_log_likelihoods
-from experiments import checkpoint
+from experiments.cli import option
 from experiments.data import Split
-from experiments.train import data_parallel
+from experiments.files import write_npz
+from experiments.parallel import data_parallel, split_or_replicated
 from likelihood import Hutchinson, OneSolve, VmappedSolves
 from sde import SubVPSDE
 
@@ -47,6 +49,56 @@ class Estimate:
     share_noise: bool = True
     shortlist: int | None = None
     first_pass_tolerance: float = 1e-3
+
+
+@dataclasses.dataclass(frozen=True)
+class EstimateOptions:
+    """The command-line options of an `Estimate`; None means the run's preset's value."""
+
+    probes: int | None = option("Rademacher probes per solve")
+    images_per_solve: int | None = option("images whose labels share one ODE solve")
+    rtol: float | None = option("relative tolerance of the solver")
+    atol: float | None = option("absolute tolerance of the solver")
+    t0: float = option("start time of the likelihood ODE", 1e-5)
+    solver: Literal["dopri5", "tsit5"] = option("Runge-Kutta solver", "dopri5")
+    batching: Literal["one-solve", "vmapped"] = option(
+        "one shared solve per chunk, or a solve per image-label", "one-solve"
+    )
+    share_noise: bool = option("same dequantisation noise and probes for all labels", True)
+    shortlist: int | None = option(
+        "early elimination: a first pass (1 probe, --first-pass-tolerance) ranks the labels "
+        "and only this many best ones are solved with the full settings; off when unset"
+    )
+    first_pass_tolerance: float = option("rtol = atol of the --shortlist first pass", 1e-3)
+
+
+# The paper's values for CIFAR-10 (SPEC.md §4: n = 30 draws, rtol = atol = 1e-5); the
+# CPU presets' from benchmarks/classify.py and whole-split runs (benchmarks/README.md):
+# on the digits test split rtol 1e-3 gave the same 360 predictions as 1e-4 at half the cost.
+_CPU_EVALUATION = dict(probes=4, rtol=1e-3, atol=1e-3, images_per_solve=20)
+PRESET_EVALUATION: dict[str, dict] = {
+    "digits": _CPU_EVALUATION,
+    "mnist": _CPU_EVALUATION,
+    "fashion-mnist": _CPU_EVALUATION,
+    "cifar10": dict(probes=30, rtol=1e-5, atol=1e-5, images_per_solve=10),
+    "cifar10-deep": dict(probes=30, rtol=1e-5, atol=1e-5, images_per_solve=10),
+}
+
+
+def resolve(options: EstimateOptions, preset: str) -> EstimateOptions:
+    """Fill every None among probes, rtol, atol and images_per_solve with the preset's value."""
+    defaults = PRESET_EVALUATION[preset]
+    filled = {k: v for k, v in defaults.items() if getattr(options, k) is None}
+    options = dataclasses.replace(options, **filled)
+    for name in ("probes", "images_per_solve"):
+        if getattr(options, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(options, name)}")
+    return options
+
+
+def estimate_of(options: EstimateOptions) -> Estimate:
+    fields = {f.name for f in dataclasses.fields(Estimate)}
+    return Estimate(**{k: v for k, v in dataclasses.asdict(options).items() if k in fields})
 
 
 @eqx.filter_jit
@@ -87,25 +139,35 @@ def estimate_log_likelihoods(
     )
 
 
-def classify_chunk(model, test, indices, key, split, estimate: Estimate, first: bool) -> list[dict]:
-    """Per-image results for the test images `indices`, their labels in one solve.
+def classify_chunk(
+    model: score.ScoreNet,
+    images: UInt8[np.ndarray, "n h w c"],
+    labels: Int64[np.ndarray, " n"],
+    indices: Int64[np.ndarray, " n"],
+    key: PRNGKeyArray,
+    shardings: tuple[NamedSharding, NamedSharding],
+    estimate: Estimate,
+    first: bool,
+) -> list[dict]:
+    """Per-image results for the test images `indices` (pixels `images`), their labels in
+    one solve. Each image's noise and probes come from `key` and its test-set index, so
+    an image gets the same draws wherever it is evaluated (clean or corrupted alike).
 
     `first` marks the first chunk of a loop, whose time may include compiling:
     its records say so (`compiling`), and speed figures leave them out.
     """
-    pixels = jnp.moveaxis(jnp.asarray(test.images[indices]), -1, 1)  # c h w
+    pixels = jnp.moveaxis(jnp.asarray(images), -1, 1)  # c h w
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.asarray(indices))
-    if len(indices) % jax.device_count() == 0:
-        pixels, keys = jax.device_put((pixels, keys), split)
+    pixels, keys = jax.device_put((pixels, keys), split_or_replicated(len(indices), *shardings))
     began = time.perf_counter()
     result = jax.block_until_ready(estimate_log_likelihoods(model, pixels, keys, estimate))
     seconds = (time.perf_counter() - began) / len(indices)
     return [
-        {"index": int(i), "label": int(test.labels[i]), "prediction": int(prediction),
+        {"index": int(i), "label": int(label), "prediction": int(prediction),
          "log_probs": np.asarray(lp).tolist(), "nfe": int(nfe), "evaluations": int(evaluations),
          "seconds": seconds, "compiling": first}
-        for i, lp, prediction, nfe, evaluations in zip(
-            indices, result["log_probs"], result["prediction"], result["nfe"],
+        for i, label, lp, prediction, nfe, evaluations in zip(
+            indices, labels, result["log_probs"], result["prediction"], result["nfe"],
             result["evaluations"])
     ]
 
@@ -141,18 +203,17 @@ def estimate_images(
     if path is not None and path.exists():
         with np.load(path) as saved:
             return dict(saved)
-    replicated, split = data_parallel(jax.device_count())
-    model = jax.device_put(model, replicated)
+    shardings = data_parallel(images_per_solve)
+    model = jax.device_put(model, shardings[0])
     records = []
     for start in tqdm(range(0, len(indices), images_per_solve), desc=desc, unit="solve",
                       disable=None, leave=False):
         chunk = indices[start:start + images_per_solve]
-        records += classify_chunk(model, test, chunk, key, split, estimate, first=start == 0)
+        records += classify_chunk(model, test.images[chunk], test.labels[chunk], chunk, key,
+                                  shardings, estimate, first=start == 0)
     arrays = {name: np.asarray([r[name] for r in records]) for name in records[0]}
     if path is not None:
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        checkpoint.write_atomically(path, lambda file: file.write(buffer.getvalue()))
+        write_npz(path, arrays)
     return arrays
 
 

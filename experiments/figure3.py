@@ -14,23 +14,19 @@ interrupted run does not solve them again.
 """
 
 import dataclasses
-import io
-import json
 from pathlib import Path
 
 import jax
-import matplotlib
 import numpy as np
 
-from experiments import checkpoint
 from experiments.cli import option, parse_config
 from experiments.data import load_dataset
-from experiments.estimates import Estimate, estimate_images
+from experiments.estimates import PRESET_EVALUATION, Estimate, estimate_images
+from experiments.files import write_json
+from experiments.plotting import pyplot as plt
+from experiments.plotting import save_png
+from experiments.results import evaluation_order, settings_of
 from experiments.runs import load_run
-from experiments.table1 import PRESET_EVALUATION, evaluation_order
-
-matplotlib.use("Agg")  # files only, no display
-from matplotlib import pyplot as plt  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,10 +87,7 @@ def plot(path: Path, counts: list[int], curves: dict[str, dict], title: str) -> 
         axis.legend(fontsize=8)
     figure.suptitle(title)
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=120)
-    plt.close(figure)
-    checkpoint.write_atomically(path, lambda file: file.write(buffer.getvalue()))
+    save_png(path, figure, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -106,7 +99,8 @@ def main(argv: list[str] | None = None) -> dict:
     counts = sorted({int(n) for n in config.counts.split(",")})
     if not counts or counts[0] < 1 or counts[-1] > config.draws:
         raise ValueError(f"--counts must lie in [1, --draws = {config.draws}], got {config.counts}")
-    train_config, model = load_run(config.run)
+    run = load_run(config.run)
+    train_config, model = run.config, run.model
     defaults = PRESET_EVALUATION[train_config.preset]
     rtol = config.rtol if config.rtol is not None else defaults["rtol"]
     atol = config.atol if config.atol is not None else defaults["atol"]
@@ -129,10 +123,9 @@ def main(argv: list[str] | None = None) -> dict:
         curves[noise] = draw_statistics(draws, labels, counts, config.subsamples, config.seed)
 
     result = {"counts": counts, "curves": curves, "num_images": len(indices), "preset": train_config.preset,
-              "settings": {**json.loads(json.dumps(dataclasses.asdict(config), default=str)),
-                           "rtol": rtol, "atol": atol}}
-    text = json.dumps(result, indent=2).encode()
-    checkpoint.write_atomically(out / "figure3.json", lambda file: file.write(text))
+              "settings": {**settings_of(config), "rtol": rtol, "atol": atol},
+              "model": run.fingerprint()}
+    write_json(out / "figure3.json", result)
     plot(out / "figure3.png", counts, curves,
          f"{train_config.preset}: {len(indices)} test images, 1 probe per draw, rtol {rtol:g}")
     for noise, stats in curves.items():

@@ -6,7 +6,7 @@ import numpy as np
 from jaxtyping import Float, UInt8
 from PIL import Image
 
-from experiments.checkpoint import write_atomically
+from experiments.files import write_atomically
 
 
 def to_pixels(x: Float[np.ndarray, "*b c h w"]) -> UInt8[np.ndarray, "*b h w c"]:

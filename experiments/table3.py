@@ -7,7 +7,9 @@ in an L-inf ball (--linf-epsilon, 8/255) and an L2 ball (--l2-epsilon, 0.5) on
 pixels in [0, 1], each in two modes of the estimator's randomness: fixed (the
 same dequantisation noise and probes at every step and at evaluation) and EOT
 (each step averages --eot-draws fresh draws; the adversarial image is then
-judged on a fresh draw). Gradients go through the ODE by --route (see
+judged on one fresh draw, the same for every EOT attack on that image). An
+image counts as robust only if it is classified correctly both clean and
+after the attack. Gradients go through the ODE by --route (see
 `attacks.gradient`). Per-image results go to `images.jsonl` as they come and a
 rerun continues from them; `table3.json` and `table3.md` (beside the paper's
 published rows) hold the summary, `examples.png` clean / adversarial /
@@ -15,8 +17,6 @@ perturbation triples.
 """
 
 import dataclasses
-import io
-import json
 import time
 from pathlib import Path
 from typing import Literal
@@ -24,24 +24,21 @@ from typing import Literal
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import matplotlib
 import numpy as np
 from jaxtyping import Array
-from tqdm import tqdm
 
 import score
 from attacks import PGD, attack_gradient_fn, image_log_likelihoods, pgd
-from experiments import checkpoint
 from experiments.cli import option, parse_config
 from experiments.data import load_dataset
-from experiments.estimates import seconds_per_image
+from experiments.estimates import PRESET_EVALUATION, seconds_per_image
+from experiments.files import write_npz
+from experiments.plotting import pyplot as plt
+from experiments.plotting import save_png
+from experiments.results import claim, evaluation_order, run_chunks, settings_of, write_summary
 from experiments.runs import load_run
-from experiments.table1 import PRESET_EVALUATION, evaluation_order, read_results
 from likelihood import Hutchinson
 from sde import SubVPSDE
-
-matplotlib.use("Agg")  # files only, no display
-from matplotlib import pyplot as plt  # noqa: E402
 
 NORMS = ("linf", "l2")
 MODES = ("fixed", "eot")
@@ -128,8 +125,8 @@ def _norm(delta: np.ndarray, norm: str) -> float:
 
 
 def evaluate(config: Table3Config) -> dict:
-    train_config, model = load_run(config.run)
-    preset = train_config.preset
+    run = load_run(config.run)
+    preset = run.config.preset
     defaults = PRESET_EVALUATION[preset]
     fill = lambda name: getattr(config, name) if getattr(config, name) is not None else defaults[name]
     limit = config.limit if config.limit is not None else PRESET_LIMIT[preset]
@@ -141,56 +138,47 @@ def evaluate(config: Table3Config) -> dict:
         rtol=fill("rtol"), atol=fill("atol"),
     )
     out = config.out or config.run / "table3"
-    record = {"settings": {**checkpoint.to_json(dataclasses.replace(config, out=None)),
-                           "limit": limit, "probes": settings.probes, "rtol": settings.rtol,
-                           "atol": settings.atol}}
-    checkpoint.claim_folder(out, record)
-
+    saved_settings = {**settings_of(config), "limit": limit, "probes": settings.probes,
+                      "rtol": settings.rtol, "atol": settings.atol}
+    results_path = claim(out, saved_settings, run)
     test = load_dataset(preset, "test", source=config.data)
     order = evaluation_order(len(test.labels), limit, config.seed)
-    results_path = out / "images.jsonl"
-    records = read_results(results_path)
-    results_path.write_text("".join(json.dumps(r) + "\n" for r in records))
     examples_path = out / "examples.npz"
     examples = dict(np.load(examples_path)) if examples_path.exists() else {}
     key = jax.random.key(config.seed)
-    bar = tqdm(total=len(order), initial=len(records), desc="table3", unit="image", disable=None)
-    try:
-        for index in order[len(records):]:
-            image = jnp.moveaxis(jnp.asarray(test.images[index], jnp.float32) / 255, -1, 0)
-            label = int(test.labels[index])
-            began = time.perf_counter()
-            result = jax.block_until_ready(
-                attack_image(model, image, label, jax.random.fold_in(key, int(index)), settings))
-            line = {"index": int(index), "label": label,
-                    "clean_prediction": int(jnp.argmax(result["clean"])),
-                    "clean_log_probs": np.asarray(result["clean"]).tolist(),
-                    "seconds": time.perf_counter() - began, "compiling": not records}
-            for norm in NORMS:
-                for mode in MODES:
-                    attacked = result[f"{norm}_{mode}"]
-                    line[f"{norm}_{mode}"] = {
-                        "prediction": int(jnp.argmax(attacked["log_probs"])),
-                        "log_probs": np.asarray(attacked["log_probs"]).tolist(),
-                        "perturbation_norm": _norm(np.asarray(attacked["image"] - image), norm),
-                        "nfe": int(attacked["nfe"]),
-                    }
-                    if len(records) < config.examples:  # the first images are the examples
-                        examples[f"{index}_clean"] = np.asarray(image)
-                        examples[f"{index}_{norm}_{mode}"] = np.asarray(attacked["image"])
-            with results_path.open("a") as file:
-                file.write(json.dumps(line) + "\n")
-            buffer = io.BytesIO()
-            np.savez(buffer, **examples)
-            checkpoint.write_atomically(examples_path, lambda file: file.write(buffer.getvalue()))
-            records.append(line)
-            bar.update(1)
-    except KeyboardInterrupt:
-        bar.close()
-        checkpoint.exit_interrupted(len(records), results_path)
-    bar.close()
-    summary = summarize(records, preset, record["settings"])
-    _write(out, summary, records, examples)
+
+    def attack_chunk(indices, compiling: bool) -> list[dict]:
+        (index,) = indices  # one image at a time
+        image = jnp.moveaxis(jnp.asarray(test.images[index], jnp.float32) / 255, -1, 0)
+        label = int(test.labels[index])
+        shown = index in order[:config.examples]  # the first images are the examples
+        began = time.perf_counter()
+        result = jax.block_until_ready(
+            attack_image(run.model, image, label, jax.random.fold_in(key, int(index)), settings))
+        line = {"index": int(index), "label": label,
+                "clean_prediction": int(jnp.argmax(result["clean"])),
+                "clean_log_probs": np.asarray(result["clean"]).tolist(),
+                "seconds": time.perf_counter() - began, "compiling": compiling}
+        for norm in NORMS:
+            for mode in MODES:
+                attacked = result[f"{norm}_{mode}"]
+                line[f"{norm}_{mode}"] = {
+                    "prediction": int(jnp.argmax(attacked["log_probs"])),
+                    "log_probs": np.asarray(attacked["log_probs"]).tolist(),
+                    "perturbation_norm": _norm(np.asarray(attacked["image"] - image), norm),
+                    "nfe": int(attacked["nfe"]),
+                }
+                if shown:
+                    examples[f"{index}_clean"] = np.asarray(image)
+                    examples[f"{index}_{norm}_{mode}"] = np.asarray(attacked["image"])
+        if shown:
+            write_npz(examples_path, examples)
+        return [line]
+
+    records = run_chunks(results_path, [[index] for index in order], attack_chunk, desc="table3")
+    summary = summarize(records, preset, saved_settings)
+    write_summary(out, "table3", summary, markdown_table(summary))
+    _plot_examples(out, records, examples)
     return summary
 
 
@@ -205,8 +193,11 @@ def summarize(records: list[dict], preset: str, settings: dict) -> dict:
     for norm, epsilon in zip(NORMS, (settings["linf_epsilon"], settings["l2_epsilon"])):
         summary[norm] = {
             "epsilon": epsilon,
+            # Foolbox's convention: an image misclassified clean is adversarial already, so it
+            # counts as robust only if it is right both clean and attacked.
             **{f"robust_accuracy_{mode}": float(np.mean(
-                [r[f"{norm}_{mode}"]["prediction"] == r["label"] for r in records])) for mode in MODES},
+                [r["clean_prediction"] == r["label"] == r[f"{norm}_{mode}"]["prediction"]
+                 for r in records])) for mode in MODES},
             "mean_perturbation_norm": float(np.mean(
                 [r[f"{norm}_{mode}"]["perturbation_norm"] for r in records for mode in MODES])),
             # The time covers all four attacks on an image (both norms, both modes), timed together.
@@ -246,11 +237,7 @@ def markdown_table(summary: dict) -> str:
     ])
 
 
-def _write(out: Path, summary: dict, records: list[dict], examples: dict) -> None:
-    text = json.dumps(summary, indent=2).encode()
-    checkpoint.write_atomically(out / "table3.json", lambda file: file.write(text))
-    markdown = markdown_table(summary).encode()
-    checkpoint.write_atomically(out / "table3.md", lambda file: file.write(markdown))
+def _plot_examples(out: Path, records: list[dict], examples: dict) -> None:
     shown = [r for r in records if f"{r['index']}_clean" in examples]
     if not shown:
         return
@@ -274,10 +261,7 @@ def _write(out: Path, summary: dict, records: list[dict], examples: dict) -> Non
             else:
                 axes[2 * row + 1, column].set_axis_off()
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
-    checkpoint.write_atomically(out / "examples.png", lambda file: file.write(buffer.getvalue()))
+    save_png(out / "examples.png", figure)
 
 
 def main(argv: list[str] | None = None) -> dict:

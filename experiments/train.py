@@ -13,7 +13,6 @@ saves a checkpoint first.
 
 import dataclasses
 import functools
-import json
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import NamedSharding, PartitionSpec
 from jaxtyping import Array, Float, Int, PRNGKeyArray, UInt8, UInt32
 from tqdm import tqdm
 
@@ -32,7 +30,9 @@ import score
 from experiments import checkpoint
 from experiments.cli import option, parse_config
 from experiments.data import load_dataset
+from experiments.files import append_lines, read_lines, write_lines
 from experiments.images import save_grid, to_pixels
+from experiments.parallel import data_parallel
 from likelihood.sampling import sample_probability_flow
 from sde import SubVPSDE
 
@@ -67,7 +67,7 @@ class TrainConfig:
     random_flip: bool | None = option("random horizontal flips")
     checkpoint_every: int = option("steps between checkpoints and sample grids", 1000)
     log_every: int = option("steps between log lines", 50)
-    samples_per_class: int = option("samples per label in each grid", 8)
+    samples_per_class: int = option("samples per label in each grid (0: no grids)", 8)
 
 
 # The paper's settings for CIFAR-10 (SPEC.md §3); CPU presets after the recipe in CPU_NOTES.md.
@@ -186,16 +186,6 @@ def train_step(
     return TrainState(model, ema_model, opt_state, state.step + 1, state.key), loss
 
 
-def data_parallel(num_devices: int) -> tuple[NamedSharding, NamedSharding]:
-    """Shardings that replicate the state and split the batch over the first devices.
-
-    XLA partitions `train_step` from its inputs' shardings; the gradient mean
-    becomes an all-reduce.
-    """
-    mesh = jax.make_mesh((num_devices,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
-    return NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("data"))
-
-
 @functools.lru_cache(maxsize=1)
 def _epoch_order(seed: int, epoch: int, num_examples: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(num_examples)
@@ -237,6 +227,7 @@ def _start(config: TrainConfig, optimizer) -> TrainState:
     if config.resume:
         ignored = ("train.steps", "train.resume", "train.out")
         checkpoint.check_same_config(folder, record, ignore=ignored)
+        checkpoint.save_config(folder, record)  # it now records the steps this run goes to
         return checkpoint.load_state(folder, jax.eval_shape(lambda: init_state(score.PRESETS[config.preset], config.seed, optimizer)))
     if (folder / checkpoint.CHECKPOINT_FILE).exists():
         raise checkpoint.CheckpointError(
@@ -247,10 +238,9 @@ def _start(config: TrainConfig, optimizer) -> TrainState:
 
 
 def _trim_log(path: Path, step: int) -> None:
-    """Drop log lines past the checkpoint, which a resumed run will write again."""
-    if path.exists():
-        lines = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
-        path.write_text("".join(line + "\n" for line in lines))
+    """Drop log lines past the checkpoint, which a resumed run will write again (and a
+    last line cut short by a kill)."""
+    write_lines(path, [line for line in read_lines(path) if line["step"] <= step])
 
 
 def train(config: TrainConfig) -> TrainState:
@@ -262,14 +252,13 @@ def train(config: TrainConfig) -> TrainState:
     if data.images.shape[1:] != expected_shape:
         raise ValueError(f"preset {config.preset} expects images {expected_shape}, the data has "
                          f"{data.images.shape[1:]}")
-    devices = jax.device_count()
-    if config.batch_size % devices or config.batch_size > len(data.labels):
-        raise ValueError(f"--batch-size {config.batch_size} must be a multiple of the {devices} "
-                         f"device(s) and at most the {len(data.labels)} training images")
+    if not 1 <= config.batch_size <= len(data.labels):
+        raise ValueError(f"--batch-size {config.batch_size} must lie in [1, {len(data.labels)}], "
+                         "the number of training images")
 
     optimizer = make_optimizer(config)
     settings = StepSettings.of(config)
-    replicated, batch_sharding = data_parallel(devices)
+    replicated, batch_sharding = data_parallel(config.batch_size)
     state = jax.device_put(_start(config, optimizer), replicated)
     log_path = config.out / "log.jsonl"
     _trim_log(log_path, int(state.step))
@@ -291,13 +280,13 @@ def train(config: TrainConfig) -> TrainState:
                 mean_loss = float(np.mean(jax.device_get(losses)))
                 line = {"step": step, "loss": mean_loss,
                         "steps_per_second": len(losses) / (now - last_time)}
-                with log_path.open("a") as log:
-                    log.write(json.dumps(line) + "\n")
+                append_lines(log_path, [line])
                 bar.set_postfix(loss=f"{mean_loss:.4f}")
                 losses, last_time = [], now
             if step % config.checkpoint_every == 0 or step == config.steps:
                 checkpoint.save_state(config.out, state)
-                save_samples(config.out, state, config.samples_per_class)
+                if config.samples_per_class:
+                    save_samples(config.out, state, config.samples_per_class)
     except KeyboardInterrupt:
         checkpoint.save_state(config.out, state)
         bar.close()

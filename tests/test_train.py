@@ -91,35 +91,41 @@ def test_help_lists_every_option_with_its_default(capsys):
 
 
 DATA_PARALLEL_CHECK = """
+import sys
 import jax, numpy as np
 import score
-from experiments import train
+from experiments import parallel, train
 from experiments.data import load_dataset
-assert jax.device_count() == 2, jax.devices()
+assert jax.device_count() == 6, jax.devices()
+# The largest count that divides the batch: 128 and 16 on 4 of 6 devices, 18 on all 6.
+assert [parallel.devices_for(b) for b in (128, 16, 18, 7)] == [4, 4, 6, 1]
 config = train.resolve(train.TrainConfig(preset="digits", batch_size=16, steps=10))
 optimizer = train.make_optimizer(config)
 data = load_dataset("digits", "train")
 results = []
-for devices in (1, 2):
-    replicated, batch_sharding = train.data_parallel(devices)
+for shardings in (parallel.data_parallel(1), parallel.data_parallel(16)):
+    replicated, batch_sharding = shardings
     state = jax.device_put(train.init_state(score.PRESETS["digits"], 0, optimizer), replicated)
     for step in range(2):
         index = train.batch_indices(0, step, len(data.labels), 16)
         batch = jax.device_put((data.images[index], data.labels[index]), batch_sharding)
         state, loss = train.train_step(state, *batch, optimizer, train.StepSettings.of(config))
-    assert len(jax.tree.leaves(state.model)[0].sharding.device_set) == devices
     results.append(jax.tree.leaves(state))
-for one, two in zip(*results, strict=True):
-    np.testing.assert_allclose(np.asarray(one, np.float64), np.asarray(two, np.float64), rtol=1e-4, atol=1e-6)
+assert len(results[1][0].sharding.device_set) == 4
+for one, four in zip(*results, strict=True):
+    np.testing.assert_allclose(np.asarray(one, np.float64), np.asarray(four, np.float64), rtol=1e-4, atol=1e-6)
+# The entry point itself, with the default batch of 128 on 6 devices (it once refused).
+train.main(["--preset", "digits", "--steps", "2", "--samples-per-class", "0",
+            "--out", sys.argv[1]])
 print("equal")
 """
 
 
-def test_two_devices_give_the_single_device_step():
-    environment = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+def test_any_device_count_gives_the_single_device_step(tmp_path):
+    environment = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=6")
     result = subprocess.run(
-        [sys.executable, "-c", DATA_PARALLEL_CHECK], env=environment, capture_output=True,
-        text=True, cwd=Path(__file__).parents[1], timeout=600,
+        [sys.executable, "-c", DATA_PARALLEL_CHECK, str(tmp_path)], env=environment,
+        capture_output=True, text=True, cwd=Path(__file__).parents[1], timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "equal" in result.stdout

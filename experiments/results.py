@@ -1,0 +1,110 @@
+"""What every evaluation entry point shares: its results folder, per-image lines, resume.
+
+An entry point (table1, table2, table3, ...) is its settings, what it
+computes for one chunk of test images, and how it summarises. This module is
+the rest:
+
+- `claim`: the folder's `config.json` holds the settings and the evaluated
+  model's fingerprint; a rerun continues only with the same ones, and the
+  error names what changed (a model trained further, another --probes, ...).
+- `evaluation_order`: which test images, all or a seeded subset.
+- `run_chunks`: computes chunk after chunk, appending each chunk's lines to
+  `images.jsonl` in one write, behind a progress bar. A rerun continues
+  after the last whole chunk: the images of one solve share its steps, so a
+  chunk recomputed with other companions would not give the same numbers.
+  Ctrl-C exits with status 130 and says where the lines are.
+- `write_summary`: NAME.json and NAME.md, atomically.
+"""
+
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from experiments import checkpoint
+from experiments.files import append_lines, read_lines, write_json, write_lines, write_text
+from experiments.runs import Run
+
+RESULTS_FILE = "images.jsonl"
+
+
+def claim(folder: Path, settings: dict, run: Run) -> Path:
+    """Make `folder` the results folder of `settings` on `run`'s model, or check that it is
+    (a rerun continues only with the same settings and model); returns its images.jsonl."""
+    record = {"settings": settings, "model": run.fingerprint()}
+    if (folder / checkpoint.CONFIG_FILE).exists():
+        checkpoint.check_same_config(folder, record, ignore=())
+    else:
+        checkpoint.save_config(folder, record)
+    return folder / RESULTS_FILE
+
+
+def settings_of(config: Any) -> dict:
+    """An entry point's resolved settings as saved beside its results: all but --out."""
+    return {k: v for k, v in checkpoint.to_json(config).items() if k != "out"}
+
+
+def evaluation_order(num_images: int, limit: int | None, seed: int) -> np.ndarray:
+    """Test-set indices to evaluate: all, or a seeded random subset in index order."""
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {limit}")
+    if limit is None or limit >= num_images:
+        return np.arange(num_images)
+    return np.sort(np.random.default_rng(seed).choice(num_images, limit, replace=False))
+
+
+def run_chunks(
+    path: Path,
+    chunks: Sequence[Sequence[Any]],
+    compute: Callable[[Sequence[Any], bool], list[dict]],
+    *,
+    desc: str,
+    postfix: Callable[[list[dict]], dict] | None = None,
+) -> list[dict]:
+    """The lines of every chunk: those in `path` already, then `compute(chunk, compiling)`
+    for the rest, one line per item. `compiling` is true for the first chunk this process
+    computes, whose time may include compiling (speed figures leave it out)."""
+    boundaries = np.cumsum([0, *(len(chunk) for chunk in chunks)])
+    records = read_lines(path)
+    done = int(np.searchsorted(boundaries, len(records), side="right")) - 1
+    records = records[: boundaries[done]]
+    write_lines(path, records)
+    bar = tqdm(total=int(boundaries[-1]), initial=len(records), desc=desc, unit="image",
+               dynamic_ncols=True, disable=None)
+    try:
+        for number in range(done, len(chunks)):
+            lines = compute(chunks[number], number == done)
+            if len(lines) != len(chunks[number]):
+                raise RuntimeError(f"{desc}: {len(lines)} lines for a chunk of {len(chunks[number])}")
+            append_lines(path, lines)
+            records += lines
+            bar.update(len(lines))
+            if postfix is not None:
+                bar.set_postfix(postfix(records))
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"\ninterrupted after {len(records)} images: results so far in {path}; "
+              "the same command continues from them", file=sys.stderr)
+        raise SystemExit(130) from None
+    bar.close()
+    return records
+
+
+def chunked(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    """`items` in consecutive chunks of `size` (the last may be shorter)."""
+    if size < 1:
+        raise ValueError(f"a chunk needs at least one image, got {size}")
+    return [items[start:start + size] for start in range(0, len(items), size)]
+
+
+def running_accuracy(records: list[dict]) -> dict:
+    """Progress-bar postfix: the accuracy of the lines so far."""
+    return {"accuracy": f"{np.mean([r['label'] == r['prediction'] for r in records]):.3f}"}
+
+
+def write_summary(folder: Path, name: str, summary: dict, markdown: str) -> None:
+    write_json(folder / f"{name}.json", summary)
+    write_text(folder / f"{name}.md", markdown)
