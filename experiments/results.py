@@ -16,6 +16,7 @@ the rest:
 - `write_summary`: NAME.json and NAME.md, atomically.
 """
 
+import dataclasses
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,10 +26,22 @@ import numpy as np
 from tqdm import tqdm
 
 from experiments import checkpoint
+from experiments.cli import option
 from experiments.files import append_lines, read_lines, write_json, write_lines, write_text
 from experiments.runs import Run
 
 RESULTS_FILE = "images.jsonl"
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationConfig:
+    """The options every evaluation entry point has: which run, where, which test images."""
+
+    run: Path = option("training run folder (experiments.train --out)", Path("runs/digits"))
+    out: Path | None = option("results folder (default: RUN/<entry point>)")
+    limit: int | None = option("evaluate a seeded random subset of this many test images")
+    seed: int = option("seed of the subset, the dequantisation noise and the probes", 0)
+    data: str | None = option("data source: a local folder, 'hub', or None for the default")
 
 
 def claim(folder: Path, settings: dict, run: Run) -> Path:

@@ -13,7 +13,6 @@ and `table1.md` (beside the paper's published rows) hold the summary.
 
 import dataclasses
 import math
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -21,11 +20,11 @@ import numpy as np
 
 from classify import summarize
 from experiments import estimates
-from experiments.cli import option, parse_config
+from experiments.cli import parse_config
 from experiments.data import load_dataset
 from experiments.estimates import EstimateOptions, classify_chunk, seconds_per_image
 from experiments.parallel import data_parallel
-from experiments.results import (chunked, claim, evaluation_order, run_chunks, running_accuracy,
+from experiments.results import (EvaluationConfig, chunked, claim, evaluation_order, run_chunks, running_accuracy,
                                  settings_of, write_summary)
 from experiments.runs import load_run
 
@@ -38,12 +37,8 @@ PUBLISHED_ROWS = [
 
 
 @dataclasses.dataclass(frozen=True)
-class Table1Config(EstimateOptions):
-    run: Path = option("training run folder (experiments.train --out)", Path("runs/digits"))
-    out: Path | None = option("results folder (default: RUN/table1)")
-    limit: int | None = option("evaluate a seeded random subset of this many test images")
-    seed: int = option("seed of the subset, the dequantisation noise and the probes", 0)
-    data: str | None = option("data source: a local folder, 'hub', or None for the default")
+class Table1Config(EstimateOptions, EvaluationConfig):
+    pass
 
 
 def evaluate(config: Table1Config) -> dict:
