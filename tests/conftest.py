@@ -36,3 +36,18 @@ def counting(fn, calls: list, interrupt_at: int | None = None):
         return fn(*args, **kwargs)
 
     return wrapped
+
+
+def interrupted_then_resumed(monkeypatch, module, name: str, run, interrupt_at: int, between=None):
+    """Ctrl-C at call `interrupt_at` of `module.name` during `run()` (which must exit with
+    130), `between()` if given, then `run()` again: its result and how many calls it made."""
+    real, calls = getattr(module, name), []
+    monkeypatch.setattr(module, name, counting(real, calls, interrupt_at))
+    with pytest.raises(SystemExit) as exit_info:
+        run()
+    assert exit_info.value.code == 130
+    if between is not None:
+        between()
+    calls.clear()
+    monkeypatch.setattr(module, name, counting(real, calls))
+    return run(), len(calls)

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from experiments import checkpoint, table1
-from tests.conftest import counting
+from tests.conftest import interrupted_then_resumed
 
 FAST = ["--limit", "6", "--images-per-solve", "2", "--rtol", "1e-3", "--atol", "1e-3"]
 
@@ -37,20 +37,14 @@ def test_results_files(uninterrupted):
 
 
 def test_interrupted_run_resumes_without_recomputing(tiny_run, tmp_path, monkeypatch, uninterrupted):
-    real = table1.classify_chunk
-    calls = []
+    def cut_the_last_line_short():  # as a kill mid-write would: dropped and recomputed
+        with (tmp_path / "images.jsonl").open("a") as file:
+            file.write('{"index": 3, "lab')
 
-    monkeypatch.setattr(table1, "classify_chunk", counting(real, calls, interrupt_at=2))
-    with pytest.raises(SystemExit) as exit_info:
-        run(tiny_run, tmp_path)
-    assert exit_info.value.code == 130
-    # A line cut short by the interruption is dropped and recomputed.
-    with (tmp_path / "images.jsonl").open("a") as file:
-        file.write('{"index": 3, "lab')
-    calls.clear()
-    monkeypatch.setattr(table1, "classify_chunk", counting(real, calls))
-    resumed = run(tiny_run, tmp_path)
-    assert len(calls) == 2  # chunks 2 and 3 of 3
+    resumed, calls = interrupted_then_resumed(monkeypatch, table1, "classify_chunk",
+                                              lambda: run(tiny_run, tmp_path), interrupt_at=2,
+                                              between=cut_the_last_line_short)
+    assert calls == 2  # chunks 2 and 3 of 3
     expected = uninterrupted[1]
     for field in ("accuracy", "bits_per_dim", "bits_per_dim_marginal", "num_images", "nfe_per_image"):
         assert resumed[field] == pytest.approx(expected[field], rel=1e-6)

@@ -9,7 +9,7 @@ from experiments import figure4, table2
 from experiments.corrupted import check_cifar10_c, corrupted_images
 from experiments.corruptions import corrupt
 from experiments.data import Split
-from tests.conftest import counting
+from tests.conftest import interrupted_then_resumed
 
 FAST = ["--limit", "2", "--images-per-solve", "2", "--probes", "1", "--rtol", "1e-2", "--atol", "1e-2",
         "--corruptions", "gaussian_noise,contrast"]
@@ -20,16 +20,9 @@ def run(tiny_run, out, *extra):
 
 
 def test_results_resume_and_figure4(tiny_run, tmp_path, monkeypatch):
-    real = table2.classify_chunk
-    calls = []
-    monkeypatch.setattr(table2, "classify_chunk", counting(real, calls, interrupt_at=4))
-    with pytest.raises(SystemExit) as exit_info:
-        run(tiny_run, tmp_path)
-    assert exit_info.value.code == 130
-    calls.clear()
-    monkeypatch.setattr(table2, "classify_chunk", counting(real, calls))
-    summary = run(tiny_run, tmp_path)
-    assert len(calls) == 11 - 3  # clean + 2 corruptions x 5 severities, 3 done before Ctrl-C
+    summary, calls = interrupted_then_resumed(monkeypatch, table2, "classify_chunk",
+                                              lambda: run(tiny_run, tmp_path), interrupt_at=4)
+    assert calls == 11 - 3  # clean + 2 corruptions x 5 severities, 3 done before Ctrl-C
 
     saved = json.loads((tmp_path / "table2.json").read_text())
     assert saved["num_images"] == 2 and saved["num_corruptions"] == 2

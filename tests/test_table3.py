@@ -5,7 +5,7 @@ import json
 import pytest
 
 from experiments import table3
-from tests.conftest import counting
+from tests.conftest import interrupted_then_resumed
 
 FAST = ["--limit", "2", "--steps", "1", "--eot-draws", "2", "--probes", "1", "--rtol", "1e-2",
         "--atol", "1e-2", "--examples", "1"]
@@ -16,17 +16,9 @@ def run(tiny_run, out, *extra):
 
 
 def test_results_files_and_resume(tiny_run, tmp_path, monkeypatch):
-    real = table3.attack_image
-    calls = []
-
-    monkeypatch.setattr(table3, "attack_image", counting(real, calls, interrupt_at=2))
-    with pytest.raises(SystemExit) as exit_info:
-        run(tiny_run, tmp_path)
-    assert exit_info.value.code == 130
-    calls.clear()
-    monkeypatch.setattr(table3, "attack_image", counting(real, calls))
-    summary = run(tiny_run, tmp_path)
-    assert len(calls) == 1  # the first image came from images.jsonl
+    summary, calls = interrupted_then_resumed(monkeypatch, table3, "attack_image",
+                                              lambda: run(tiny_run, tmp_path), interrupt_at=2)
+    assert calls == 1  # the first image came from images.jsonl
 
     saved = json.loads((tmp_path / "table3.json").read_text())
     assert saved["num_images"] == 2 and 0 <= saved["clean_accuracy"] <= 1
