@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding
-from jaxtyping import Array, Int64, PRNGKeyArray, UInt8
+from jaxtyping import Array, Int64, PRNGKeyArray, Shaped, UInt8
 from tqdm import tqdm
 
 import score
@@ -103,9 +103,12 @@ def estimate_of(options: EstimateOptions) -> Estimate:
 
 @eqx.filter_jit
 def estimate_log_likelihoods(
-    model: score.ScoreNet, pixels: UInt8[Array, "n c h w"], keys: PRNGKeyArray, estimate: Estimate
+    model: score.ScoreNet, pixels: Shaped[Array, "n c h w"], keys: PRNGKeyArray, estimate: Estimate
 ) -> dict[str, Array]:
     """log p(x | y) of n images under every label, the prediction and the cost per image.
+
+    `pixels` are uint8, dequantised with noise from `keys`, or model-space floats used as
+    given (`classify.pair_log_likelihoods`); the probes come from `keys` either way.
 
     `nfe` counts the solver's function evaluations that the image took part
     in; `evaluations` counts network passes on one (image, label) input,

@@ -34,14 +34,20 @@ RESULTS_FILE = "images.jsonl"
 
 
 @dataclasses.dataclass(frozen=True)
-class EvaluationConfig:
-    """The options every evaluation entry point has: which run, where, which test images."""
+class RunOptions:
+    """The options every evaluation entry point has: which run, where, which data, seed."""
 
     run: Path = option("training run folder (experiments.train --out)", Path("runs/digits"))
     out: Path | None = option("results folder (default: RUN/<entry point>)")
-    limit: int | None = option("evaluate a seeded random subset of this many test images")
     seed: int = option("seed of the subset, the dequantisation noise and the probes", 0)
     data: str | None = option("data source: a local folder, 'hub', or None for the default")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationConfig(RunOptions):
+    """`RunOptions` and how many test images."""
+
+    limit: int | None = option("evaluate a seeded random subset of this many test images")
 
 
 def claim(folder: Path, settings: dict, run: Run) -> Path:

@@ -47,9 +47,9 @@ def evaluate(config: Table1Config) -> dict:
     config = estimates.resolve(config, run.config.preset)
     out = config.out or config.run / "table1"
     settings = settings_of(config)
-    results_path = claim(out, settings, run)
     test = load_dataset(run.config.preset, "test", source=config.data)
     order = evaluation_order(len(test.labels), config.limit, config.seed)
+    results_path = claim(out, settings, run)
 
     estimate, key = estimates.estimate_of(config), jax.random.key(config.seed)
     # CPU_NOTES trap 2: the image axis split over the devices (one per core on a CPU).

@@ -84,11 +84,11 @@ def evaluate(config: Table2Config) -> dict:
                              + ", ".join(CORRUPTIONS + EXTRAS))
     out = config.out or config.run / "table2"
     settings = settings_of(config)
-    results_path = claim(out, settings, run)
     test = load_dataset(preset, "test", source=config.data)
     if config.corrupted_data is not None:
         check_cifar10_c(config.corrupted_data, names, test)
     order = evaluation_order(len(test.labels), config.limit, config.seed)
+    results_path = claim(out, settings, run)
     draw_contact_sheet(out / "corruptions.png", test, int(order[0]), names, config)
 
     estimate, key = estimates.estimate_of(config), jax.random.key(config.seed)
