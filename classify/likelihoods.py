@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray, Shaped
 
-from likelihood import LikelihoodStats, batch_log_likelihood, dequantize
+from likelihood import LikelihoodStats, batch_log_likelihood, dequantize, typed_keys
 from sde import AbstractSDE
 
 LabelNoiseFn = Callable[[Float[Array, "*d"], Float[Array, ""], Int[Array, ""]], Float[Array, "*d"]]
@@ -39,7 +39,7 @@ def pair_log_likelihoods(
     (batching, divergence, t0, rtol, atol, solver, max_steps, norm); with the
     default `OneSolve` all m problems share one solve.
     """
-    xs = jnp.asarray(xs)
+    xs, keys = jnp.asarray(xs), typed_keys(keys)
     if keys.shape != xs.shape[:1] or jnp.shape(labels) != xs.shape[:1]:
         raise ValueError(
             f"expected one key and one label per image, shape ({xs.shape[0]},), "
@@ -75,7 +75,7 @@ def batch_class_log_likelihoods(
     come from it (the same for all its labels unless `share_noise=False`).
     `xs`, `noise_fn` and `options` are as in `pair_log_likelihoods`.
     """
-    xs = jnp.asarray(xs)
+    xs, keys = jnp.asarray(xs), typed_keys(keys)
     if num_classes < 1:
         raise ValueError(f"num_classes must be at least 1, got {num_classes}")
     num_images = xs.shape[0]
@@ -107,6 +107,7 @@ def class_log_likelihoods(
     `batch_class_log_likelihoods`.
     """
     log_probs, _ = batch_class_log_likelihoods(
-        noise_fn, sde, jnp.asarray(x)[None], keys=key[None], num_classes=num_classes, **options
+        noise_fn, sde, jnp.asarray(x)[None], keys=typed_keys(key)[None], num_classes=num_classes,
+        **options
     )
     return log_probs[0]

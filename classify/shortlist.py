@@ -18,7 +18,7 @@ from classify.likelihoods import (
     label_keys,
     pair_log_likelihoods,
 )
-from likelihood import LikelihoodStats
+from likelihood import LikelihoodStats, typed_keys
 from sde import AbstractSDE
 
 
@@ -58,7 +58,7 @@ def shortlist_class_log_likelihoods(
     """
     if not 1 <= keep <= num_classes:
         raise ValueError(f"keep must lie in [1, {num_classes}], got {keep}")
-    xs = jnp.asarray(xs)
+    xs, keys = jnp.asarray(xs), typed_keys(keys)
     num_images = xs.shape[0]
     first, first_stats = batch_class_log_likelihoods(
         noise_fn, sde, xs, keys=keys, num_classes=num_classes, share_noise=share_noise,

@@ -1,6 +1,7 @@
 """Exact log-likelihoods from the probability-flow ODE (SPEC.md §4)."""
 
 from likelihood.dequantization import bits_per_dim, dequantize
+from likelihood.keys import typed_keys
 from likelihood.divergence import ExactTrace, Hutchinson, batch_divergence, divergence
 from likelihood.ode import (
     LikelihoodStats,
@@ -22,4 +23,5 @@ __all__ = [
     "dequantize",
     "divergence",
     "log_likelihood",
+    "typed_keys",
 ]

@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, Integer, PRNGKeyArray
 
+from likelihood.keys import typed_keys
+
 
 def dequantize(
     key: PRNGKeyArray, pixels: Integer[Array, "*d"], levels: int = 256
@@ -27,7 +29,7 @@ def dequantize(
         jnp.any((pixels < 0) | (pixels >= levels)),
         f"pixels must lie in [0, {levels}) for levels={levels}",
     )
-    u = (pixels + jax.random.uniform(key, pixels.shape)) * bin_width
+    u = (pixels + jax.random.uniform(typed_keys(key), pixels.shape)) * bin_width
     return 2 * u - 1
 
 

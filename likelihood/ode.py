@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import optimistix as optx
 from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
+from likelihood.keys import typed_keys
 from likelihood.divergence import DivergenceEstimator, Hutchinson, batch_divergence
 from sde import AbstractSDE
 
@@ -221,7 +222,7 @@ def batch_log_likelihood(
     it, so equal keys give equal probes (common random numbers). `adjoint` is
     how reverse-mode derivatives go through the solve (diffrax's; see `attacks`).
     """
-    xs = jnp.asarray(xs)
+    xs, keys = jnp.asarray(xs), typed_keys(keys)
     _check_inputs(noise_fn, xs[0], jax.tree.map(lambda c: c[0], conditions), float(t0), sde)
     # The check rides on the scalar start time, which every solve needs: passing the
     # whole batch through it would pin the batch to one device under sharding.
@@ -257,6 +258,7 @@ def log_likelihood(
     """
     x = jnp.asarray(x)
     log_probs, stats = batch_log_likelihood(
-        lambda x_, t, _: noise_fn(x_, t), sde, x[None], jnp.zeros(1), keys=key[None], **options
+        lambda x_, t, _: noise_fn(x_, t), sde, x[None], jnp.zeros(1), keys=typed_keys(key)[None],
+        **options
     )
     return log_probs[0], jax.tree.map(lambda leaf: leaf[0], stats)

@@ -151,3 +151,21 @@ class TestBadInput:
             class_log_likelihoods(
                 label_blind_noise_fn, SDE, jnp.array([0.1, jnp.nan]), key=jax.random.key(0), num_classes=2
             )
+
+
+def test_legacy_raw_keys_give_the_typed_keys_numbers():
+    """`jax.random.PRNGKey(0)` (raw uint32 words) is the same key as `jax.random.key(0)`."""
+    means, x = jnp.array([[-0.5] * 4, [0.5] * 4]), jnp.full(4, 0.4)
+    noise_fn = exact_noise_fn(SDE, means, 0.3)
+    options = dict(num_classes=2, divergence=Hutchinson(2), rtol=1e-3, atol=1e-3)
+    typed = class_log_likelihoods(noise_fn, SDE, x, key=jax.random.key(0), **options)
+    raw = class_log_likelihoods(noise_fn, SDE, x, key=jax.random.PRNGKey(0), **options)
+    np.testing.assert_array_equal(raw, typed)
+    pixels = jnp.full((3, 4), 100, jnp.uint8)
+    batch_typed, _ = batch_class_log_likelihoods(noise_fn, SDE, pixels,
+                                                 keys=jax.random.split(jax.random.key(1), 3), **options)
+    batch_raw, _ = batch_class_log_likelihoods(noise_fn, SDE, pixels,
+                                               keys=jax.random.split(jax.random.PRNGKey(1), 3), **options)
+    np.testing.assert_array_equal(batch_raw, batch_typed)
+    with pytest.raises(TypeError, match=r"expected PRNG keys \(jax.random.key\(seed\)"):
+        class_log_likelihoods(noise_fn, SDE, x, key=jnp.arange(3), **options)
