@@ -9,6 +9,7 @@ comparison.
 
 from collections.abc import Callable
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray, Shaped
@@ -19,6 +20,7 @@ from sde import AbstractSDE
 LabelNoiseFn = Callable[[Float[Array, "*d"], Float[Array, ""], Int[Array, ""]], Float[Array, "*d"]]
 
 
+@eqx.filter_jit  # eager calls with the same functions and shapes reuse one compilation
 def pair_log_likelihoods(
     noise_fn: LabelNoiseFn,
     sde: AbstractSDE,
@@ -58,6 +60,7 @@ def label_keys(keys: PRNGKeyArray, num_classes: int, share_noise: bool) -> PRNGK
     return jax.vmap(lambda k: jax.random.split(k, num_classes))(keys)
 
 
+@eqx.filter_jit  # eager calls with the same functions and shapes reuse one compilation
 def batch_class_log_likelihoods(
     noise_fn: LabelNoiseFn,
     sde: AbstractSDE,
@@ -91,6 +94,7 @@ def batch_class_log_likelihoods(
     return unflatten(log_probs), jax.tree.map(unflatten, stats)
 
 
+@eqx.filter_jit  # eager calls with the same functions and shapes reuse one compilation
 def class_log_likelihoods(
     noise_fn: LabelNoiseFn,
     sde: AbstractSDE,

@@ -198,6 +198,7 @@ def _check_inputs(noise_fn: ConditionalNoiseFn, x, condition, t0: float, sde: Ab
         )
 
 
+@eqx.filter_jit  # eager calls with the same functions and shapes reuse one compilation
 def batch_log_likelihood(
     noise_fn: ConditionalNoiseFn,
     sde: AbstractSDE,
@@ -240,6 +241,7 @@ def batch_log_likelihood(
     return batching(solve_batch, xs, conditions, probes)
 
 
+@eqx.filter_jit  # eager calls with the same functions and shapes reuse one compilation
 def log_likelihood(
     noise_fn: NoiseFn,
     sde: AbstractSDE,

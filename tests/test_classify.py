@@ -169,3 +169,18 @@ def test_legacy_raw_keys_give_the_typed_keys_numbers():
     np.testing.assert_array_equal(batch_raw, batch_typed)
     with pytest.raises(TypeError, match=r"expected PRNG keys \(jax.random.key\(seed\)"):
         class_log_likelihoods(noise_fn, SDE, x, key=jnp.arange(3), **options)
+
+
+def test_a_second_eager_call_with_the_same_shapes_does_not_recompile():
+    traces = []
+
+    def noise_fn(x, t, y):
+        traces.append(1)  # runs only while JAX traces
+        return jnp.tanh(x) * (1 - t) + 0.1 * y
+
+    options = dict(num_classes=2, divergence=Hutchinson(2), rtol=1e-3, atol=1e-3)
+    for seed in range(3):
+        class_log_likelihoods(noise_fn, SDE, jnp.full(4, 0.1 * seed), key=jax.random.key(seed), **options)
+        if seed == 0:
+            traced = len(traces)
+    assert traced > 0 and len(traces) == traced
