@@ -17,6 +17,7 @@ from experiments.files import write_atomically
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.eqx"
+KEPT_CHECKPOINTS = "checkpoints"  # experiments.train --keep-checkpoints
 
 
 class CheckpointError(RuntimeError):
@@ -67,13 +68,14 @@ def check_same_config(folder: Path, expected: dict, ignore: tuple[str, ...]) -> 
         )
 
 
-def save_state(folder: Path, state: eqx.Module) -> None:
-    write_atomically(folder / CHECKPOINT_FILE, lambda file: eqx.tree_serialise_leaves(file, state))
+def save_state(folder: Path, state: eqx.Module, name: str = CHECKPOINT_FILE) -> None:
+    write_atomically(folder / name, lambda file: eqx.tree_serialise_leaves(file, state))
 
 
-def load_state(folder: Path, like: eqx.Module) -> eqx.Module:
-    """The state saved in `folder`, with the structure of `like` (arrays or shape structs)."""
-    path = folder / CHECKPOINT_FILE
+def load_state(folder: Path, like: eqx.Module, name: str = CHECKPOINT_FILE) -> eqx.Module:
+    """The state saved in `folder` (as `name`), with the structure of `like` (arrays or shape
+    structs)."""
+    path = folder / name
     if not path.is_file():
         raise CheckpointError(f"{path}: no checkpoint to resume from")
     try:
@@ -88,3 +90,13 @@ def load_state(folder: Path, like: eqx.Module) -> eqx.Module:
     if trailing:
         raise CheckpointError(f"{path}: longer than this model's state: written for another model")
     return state
+
+
+def kept_name(step: int) -> str:
+    return f"{KEPT_CHECKPOINTS}/step_{step:07d}.eqx"
+
+
+def kept_checkpoints(folder: Path) -> list[tuple[int, str]]:
+    """(step, name) of every checkpoint that `--keep-checkpoints` kept in `folder`, by step."""
+    names = sorted((folder / KEPT_CHECKPOINTS).glob("step_*.eqx"))
+    return [(int(path.stem.removeprefix("step_")), f"{KEPT_CHECKPOINTS}/{path.name}") for path in names]

@@ -21,11 +21,13 @@ from jaxtyping import Array, Int64, PRNGKeyArray, Shaped, UInt8
 from tqdm import tqdm
 
 import score
-from classify import batch_class_log_likelihoods, shortlist_class_log_likelihoods
+from classify import batch_class_log_likelihoods, shortlist_class_log_likelihoods, summarize
 from experiments.cli import option
 from experiments.data import Split
 from experiments.files import write_npz
 from experiments.parallel import data_parallel, split_or_replicated
+from experiments.results import chunked, run_chunks, running_accuracy
+from experiments.runs import Run
 from likelihood import Hutchinson, OneSolve, VmappedSolves
 from sde import SubVPSDE
 
@@ -227,3 +229,30 @@ def seconds_per_image(seconds: np.ndarray, compiling: np.ndarray) -> float:
     seconds, compiling = np.asarray(seconds), np.asarray(compiling, bool)
     timed = seconds[~compiling] if np.any(~compiling) else seconds
     return float(np.median(timed))
+
+
+def classify_test_images(
+    run: Run, options: EstimateOptions, test: Split, order: np.ndarray, results_path: Path, *,
+    seed: int, desc: str,
+) -> list[dict]:
+    """`classify_chunk` on the test images `order`, `options.images_per_solve` per solve and
+    split over the devices (CPU_NOTES trap 2), resumable from `results_path`."""
+    estimate, key = estimate_of(options), jax.random.key(seed)
+    shardings = data_parallel(options.images_per_solve)
+    model = jax.device_put(run.model, shardings[0])
+    return run_chunks(
+        results_path, chunked(order, options.images_per_solve),
+        lambda indices, first: classify_chunk(model, test.images[indices], test.labels[indices],
+                                              indices, key, shardings, estimate, first),
+        desc=desc, postfix=running_accuracy,
+    )
+
+
+def accuracy_and_bits(records: list[dict], num_dims: int) -> dict[str, float]:
+    """Accuracy, and mean bits/dim under the true label and marginal, of per-image lines."""
+    log_probs = jnp.asarray([r["log_probs"] for r in records])
+    labels = jnp.asarray([r["label"] for r in records])
+    summary = {k: float(v) for k, v in summarize(log_probs, labels, num_dims).items()}
+    # A shortlist predicts from its exact pass only, which the argmax in summarize cannot see.
+    summary["accuracy"] = float(np.mean([r["label"] == r["prediction"] for r in records]))
+    return summary

@@ -1,4 +1,4 @@
-"""Read a training run folder back: its settings, its EMA model and the model's fingerprint."""
+"""Read a training run folder back: its settings, its evaluated model and the model's fingerprint."""
 
 import hashlib
 from pathlib import Path
@@ -8,16 +8,20 @@ import equinox as eqx
 import jax
 import numpy as np
 
-import score
 from experiments import checkpoint
-from experiments.train import TrainConfig, init_state, make_optimizer
+from experiments.train import Network, TrainConfig, init_state, make_optimizer, network_config
 
 
 class Run(NamedTuple):
-    """A trained run: its resolved settings, its EMA model (the evaluated one), its step."""
+    """A trained run: its resolved settings, its evaluated model, its step.
+
+    The evaluated model is the EMA model, or the trained one for a run without
+    EMA (`--ema-decay 0`, the WideResNets' default). `config.model` says which
+    kind it is: "score" (a `score.ScoreNet`) or "wrn" (a `baseline.WideResNet`).
+    """
 
     config: TrainConfig
-    model: score.ScoreNet
+    model: Network
     step: int
 
     def fingerprint(self) -> dict:
@@ -29,8 +33,9 @@ class Run(NamedTuple):
         return {"step": self.step, "parameters_sha1": digest.hexdigest()}
 
 
-def load_run(folder: Path) -> Run:
-    """The run in `folder`, read from its config.json and checkpoint."""
+def load_run(folder: Path, checkpoint_name: str = checkpoint.CHECKPOINT_FILE) -> Run:
+    """The run in `folder`, read from its config.json and its last checkpoint (or the kept
+    checkpoint `checkpoint_name`)."""
     record = checkpoint.load_config(folder)
     try:
         config = TrainConfig(**{**record["train"], "out": Path(folder)})
@@ -39,6 +44,6 @@ def load_run(folder: Path) -> Run:
             f"{folder / checkpoint.CONFIG_FILE}: not a config of experiments.train ({error})"
         ) from error
     optimizer = make_optimizer(config)
-    like = jax.eval_shape(lambda: init_state(score.PRESETS[config.preset], config.seed, optimizer))
-    state = checkpoint.load_state(folder, like)
+    like = jax.eval_shape(lambda: init_state(network_config(config), config.seed, optimizer))
+    state = checkpoint.load_state(folder, like, checkpoint_name)
     return Run(config, state.ema_model, int(state.step))

@@ -14,18 +14,13 @@ and `table1.md` (beside the paper's published rows) hold the summary.
 import dataclasses
 import math
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from classify import summarize
 from experiments import estimates
 from experiments.cli import parse_config
 from experiments.data import load_dataset
-from experiments.estimates import EstimateOptions, classify_chunk, seconds_per_image
-from experiments.parallel import data_parallel
-from experiments.results import (EvaluationConfig, chunked, claim, evaluation_order, run_chunks, running_accuracy,
-                                 settings_of, write_summary)
+from experiments.estimates import EstimateOptions, accuracy_and_bits, seconds_per_image
+from experiments.results import EvaluationConfig, claim, evaluation_order, settings_of, write_summary
 from experiments.runs import load_run
 
 # SPEC.md §5, Table 1 of the paper (CIFAR-10 test set, 10,000 images).
@@ -51,16 +46,8 @@ def evaluate(config: Table1Config) -> dict:
     order = evaluation_order(len(test.labels), config.limit, config.seed)
     results_path = claim(out, settings, run)
 
-    estimate, key = estimates.estimate_of(config), jax.random.key(config.seed)
-    # CPU_NOTES trap 2: the image axis split over the devices (one per core on a CPU).
-    shardings = data_parallel(config.images_per_solve)
-    model = jax.device_put(run.model, shardings[0])
-    records = run_chunks(
-        results_path, chunked(order, config.images_per_solve),
-        lambda indices, first: classify_chunk(model, test.images[indices], test.labels[indices],
-                                              indices, key, shardings, estimate, first),
-        desc="table1", postfix=running_accuracy,
-    )
+    records = estimates.classify_test_images(run, config, test, order, results_path,
+                                             seed=config.seed, desc="table1")
     summary = summarize_records(records, run.config.preset, test.images.shape[1:], settings)
     write_summary(out, "table1", summary, markdown_table(summary))
     return summary
@@ -68,11 +55,7 @@ def evaluate(config: Table1Config) -> dict:
 
 def summarize_records(records: list[dict], preset: str, image_shape, settings: dict) -> dict:
     """table1.json's fields from the per-image lines of `estimates.classify_chunk`."""
-    log_probs = jnp.asarray([r["log_probs"] for r in records])
-    labels = jnp.asarray([r["label"] for r in records])
-    summary = {k: float(v) for k, v in summarize(log_probs, labels, math.prod(image_shape)).items()}
-    # A shortlist predicts from its exact pass only, which the argmax in summarize cannot see.
-    summary["accuracy"] = float(np.mean([r["label"] == r["prediction"] for r in records]))
+    summary = accuracy_and_bits(records, math.prod(image_shape))
     summary.update(
         num_images=len(records),
         nfe_per_image=float(np.mean([r["nfe"] for r in records])),

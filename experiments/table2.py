@@ -22,16 +22,14 @@ import math
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from classify import summarize
 from experiments import estimates
 from experiments.cli import option, parse_config
 from experiments.corrupted import check_cifar10_c, corrupted_images
 from experiments.corruptions import CORRUPTIONS, EXTRAS, LEFT_OUT, NOISES
 from experiments.data import Split, load_dataset
-from experiments.estimates import EstimateOptions, classify_chunk
+from experiments.estimates import EstimateOptions, accuracy_and_bits, classify_chunk
 from experiments.parallel import data_parallel
 from experiments.plotting import pyplot as plt
 from experiments.plotting import save_png
@@ -111,13 +109,9 @@ def evaluate(config: Table2Config) -> dict:
     return summary
 
 
-def _accuracy_and_bits(records: list[dict], num_dims: int) -> dict:
-    log_probs = jnp.asarray([r["log_probs"] for r in records])
-    labels = jnp.asarray([r["label"] for r in records])
-    result = summarize(log_probs, labels, num_dims)
-    # A shortlist predicts from its exact pass only, which the argmax in summarize cannot see.
-    return {"accuracy": float(np.mean([r["label"] == r["prediction"] for r in records])),
-            "bits_per_dim": float(result["bits_per_dim"])}
+def _bits(records: list[dict], num_dims: int) -> dict:
+    summary = accuracy_and_bits(records, num_dims)
+    return {"accuracy": summary["accuracy"], "bits_per_dim": summary["bits_per_dim"]}
 
 
 def summarize_records(records: list[dict], preset: str, num_dims: int, settings: dict) -> dict:
@@ -125,10 +119,10 @@ def summarize_records(records: list[dict], preset: str, num_dims: int, settings:
     groups: dict[tuple[str, int], list[dict]] = {}
     for r in records:
         groups.setdefault((r["corruption"], r["severity"]), []).append(r)
-    clean = _accuracy_and_bits(groups.pop((CLEAN, 0)), num_dims)
+    clean = _bits(groups.pop((CLEAN, 0)), num_dims)
     corruptions: dict[str, dict[str, dict]] = {}
     for (name, severity), group in groups.items():
-        corruptions.setdefault(name, {})[str(severity)] = _accuracy_and_bits(group, num_dims)
+        corruptions.setdefault(name, {})[str(severity)] = _bits(group, num_dims)
     mean = lambda names: float(np.mean([corruptions[n][str(s)]["accuracy"]
                                         for n in names for s in SEVERITIES])) if names else None
     without_noises = [n for n in corruptions if n not in NOISES]

@@ -51,3 +51,13 @@ def interrupted_then_resumed(monkeypatch, module, name: str, run, interrupt_at: 
     calls.clear()
     monkeypatch.setattr(module, name, counting(real, calls))
     return run(), len(calls)
+
+
+@pytest.fixture(scope="session")
+def wrn_digits_run(tmp_path_factory):
+    """A digits WideResNet run (`--model wrn`) of 100 steps: far above chance, in seconds."""
+    from experiments import train
+
+    out = tmp_path_factory.mktemp("wrn_digits_run")
+    train.main(["--preset", "digits", "--model", "wrn", "--steps", "100", "--out", str(out)])
+    return out

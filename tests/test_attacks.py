@@ -1,5 +1,6 @@
 """attacks/: input gradients against finite differences, and PGD's geometry."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from attacks import PGD, attack_gradient_fn, cross_entropy, image_log_likelihoods, input_gradient, pgd, project
+import score
 from likelihood import Hutchinson
 from sde import SubVPSDE
 from tests.gaussian_model import exact_noise_fn
@@ -104,3 +106,42 @@ def test_routes_agree_and_modes_differ_as_documented():
     assert int(nfe) > 0 and int(eot_nfe) > int(nfe)  # two solves' evaluations
     with pytest.raises(ValueError, match="mode must be"):
         attack_gradient_fn(noise_fn, SDE, 0, key=key, mode="other", **OPTIONS)
+
+
+def tiny_score_net(dtype) -> "score.ScoreNet":
+    """A 3-label 8x8 ScoreNet whose every parameter (the zero-initialised output layer too)
+    is randomised, so that its Jacobian, hence the divergence, depends on x."""
+    config = score.NetConfig(image_size=8, channels=1, num_classes=3, nf=8, ch_mult=(1,),
+                             num_res_blocks=1, attn_resolutions=(), dropout=0.0)
+    model = score.ScoreNet(config, key=jax.random.key(0))
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.key(1), len(leaves))
+    leaves = [(leaf + 0.2 * jax.random.normal(k, leaf.shape)).astype(dtype) for leaf, k in zip(leaves, keys)]
+    return eqx.combine(jax.tree.unflatten(tree, leaves), static)
+
+
+@pytest.mark.parametrize("network", ["forward-mode", "reverse-mode"])
+def test_input_gradient_reaches_the_hessian_terms(network):
+    """The Gaussian classes' noise prediction is affine in x, so the divergence's own
+    gradient (the Hessian-vector products) is zero there and a dropped or wrong-signed
+    term would pass. A network's Jacobian depends on x: checked in float64 against central
+    differences, for the forward-mode network (JVP probes) and for table3's route, the
+    reverse-mode network with VJP probes."""
+    with jax.enable_x64(True):
+        tolerance, step = 1e-9, 1e-3
+        model = tiny_score_net(jnp.float64)
+        mode = "forward" if network == "forward-mode" else "reverse"
+        noise_fn = model if mode == "forward" else score.for_reverse_mode(model)
+        options = dict(num_classes=3, divergence=Hutchinson(2, mode=mode), rtol=tolerance, atol=tolerance)
+        image = jax.random.uniform(jax.random.key(1), (1, 8, 8), jnp.float64, 0.2, 0.8)
+        key, objective = jax.random.key(2), cross_entropy(1)
+        value = jax.jit(lambda x: objective(image_log_likelihoods(noise_fn, SDE, x, key=key, **options)[0]))
+        _, gradient, log_probs, _ = jax.jit(
+            lambda x: input_gradient(objective, noise_fn, SDE, x, key=key, **options))(image)
+        atol = 10 * tolerance * float(jnp.max(jnp.abs(log_probs))) / step + step**2  # as above
+        for direction_key in jax.random.split(jax.random.key(3), 2):
+            direction = jax.random.normal(direction_key, image.shape, jnp.float64)
+            direction = direction / jnp.linalg.norm(direction)
+            central = (value(image + step * direction) - value(image - step * direction)) / (2 * step)
+            np.testing.assert_allclose(jnp.vdot(gradient, direction), central, rtol=0, atol=atol)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from experiments import checkpoint, table1
+from experiments import checkpoint, estimates, table1
 from tests.conftest import interrupted_then_resumed
 
 FAST = ["--limit", "6", "--images-per-solve", "2", "--rtol", "1e-3", "--atol", "1e-3"]
@@ -41,7 +41,7 @@ def test_interrupted_run_resumes_without_recomputing(tiny_run, tmp_path, monkeyp
         with (tmp_path / "images.jsonl").open("a") as file:
             file.write('{"index": 3, "lab')
 
-    resumed, calls = interrupted_then_resumed(monkeypatch, table1, "classify_chunk",
+    resumed, calls = interrupted_then_resumed(monkeypatch, estimates, "classify_chunk",
                                               lambda: run(tiny_run, tmp_path), interrupt_at=2,
                                               between=cut_the_last_line_short)
     assert calls == 2  # chunks 2 and 3 of 3

@@ -148,3 +148,37 @@ def test_ema_warm_up_forgets_the_initialisation():
         np.testing.assert_allclose(ema, start + 9 / 11 * (now - start), rtol=1e-5, atol=1e-6)
         moved |= bool(np.any(now != start))
     assert moved
+
+
+def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_run, tmp_path, monkeypatch):
+    real_step = train.train_step
+
+    def poisoned(state, *args):  # from the 4th step on, the parameters turn NaN
+        state, loss = real_step(state, *args)
+        if int(state.step) >= 4:
+            params, static = eqx.partition(state.model, eqx.is_inexact_array)
+            state = eqx.tree_at(lambda s: s.model, state,
+                                eqx.combine(jax.tree.map(lambda p: p * np.nan, params), static))
+            loss = loss * np.nan
+        return state, loss
+
+    monkeypatch.setattr(train, "train_step", poisoned)
+    with pytest.raises(train.TrainingDiverged, match="diverged by step 4.*last good checkpoint is kept"):
+        run(tmp_path, 6)
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in log] == [2]  # the NaN mean of steps 3-4 was not logged
+    # The kept checkpoint is step 2's, equal to the uninterrupted run's at step 2.
+    monkeypatch.setattr(train, "train_step", real_step)
+    reference = tmp_path / "reference"
+    run(reference, 2)
+    for kept, expected in zip(saved_leaves(tmp_path), saved_leaves(reference), strict=True):
+        np.testing.assert_array_equal(kept, expected)
+
+
+def test_kept_checkpoints_and_a_resumed_config_with_its_new_steps(tmp_path):
+    run(tmp_path, 4, "--keep-checkpoints")
+    assert checkpoint.kept_checkpoints(tmp_path) == [(2, "checkpoints/step_0000002.eqx"),
+                                                    (4, "checkpoints/step_0000004.eqx")]
+    run(tmp_path, 6, "--keep-checkpoints", "--resume")
+    assert json.loads((tmp_path / "config.json").read_text())["train"]["steps"] == 6
+    assert [step for step, _ in checkpoint.kept_checkpoints(tmp_path)] == [2, 4, 6]

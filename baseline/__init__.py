@@ -1,0 +1,8 @@
+"""A discriminative baseline: a pre-activation WideResNet and its cross-entropy objective (SPEC.md §8)."""
+
+from baseline.config import WRNConfig
+from baseline.network import WideResNet
+from baseline.objective import loss, model_inputs, random_crop
+from baseline.presets import PRESETS
+
+__all__ = ["PRESETS", "WRNConfig", "WideResNet", "loss", "model_inputs", "random_crop"]
