@@ -8,6 +8,7 @@ import dataclasses
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -24,6 +25,7 @@ import score
 from classify import batch_class_log_likelihoods, shortlist_class_log_likelihoods, summarize
 from experiments.cli import option
 from experiments.data import Split
+from experiments.discriminative import discriminative_chunk
 from experiments.files import write_npz
 from experiments.parallel import data_parallel, split_or_replicated
 from experiments.results import chunked, run_chunks, running_accuracy
@@ -231,28 +233,45 @@ def seconds_per_image(seconds: np.ndarray, compiling: np.ndarray) -> float:
     return float(np.median(timed))
 
 
+ChunkClassifier = Callable[[np.ndarray, np.ndarray, np.ndarray, bool], list[dict]]
+
+
+def chunk_classifier(run: Run, options: EstimateOptions, seed: int) -> ChunkClassifier:
+    """classify(images, labels, indices, compiling) -> per-image lines, for either kind of run:
+    `classify_chunk` (log p(x | y) by `options`, the chunk split over the devices as in
+    CPU_NOTES trap 2) for a score network, `discriminative_chunk` (logits) for a WideResNet."""
+    if run.config.model == "wrn":
+        return lambda images, labels, indices, first: discriminative_chunk(
+            run.model, images, labels, indices, first=first)
+    estimate, key = estimate_of(options), jax.random.key(seed)
+    shardings = data_parallel(options.images_per_solve)
+    model = jax.device_put(run.model, shardings[0])
+    return lambda images, labels, indices, first: classify_chunk(
+        model, images, labels, indices, key, shardings, estimate, first)
+
+
 def classify_test_images(
     run: Run, options: EstimateOptions, test: Split, order: np.ndarray, results_path: Path, *,
     seed: int, desc: str,
 ) -> list[dict]:
-    """`classify_chunk` on the test images `order`, `options.images_per_solve` per solve and
-    split over the devices (CPU_NOTES trap 2), resumable from `results_path`."""
-    estimate, key = estimate_of(options), jax.random.key(seed)
-    shardings = data_parallel(options.images_per_solve)
-    model = jax.device_put(run.model, shardings[0])
+    """`chunk_classifier` on the test images `order`, `options.images_per_solve` per chunk,
+    resumable from `results_path`."""
+    classify = chunk_classifier(run, options, seed)
     return run_chunks(
         results_path, chunked(order, options.images_per_solve),
-        lambda indices, first: classify_chunk(model, test.images[indices], test.labels[indices],
-                                              indices, key, shardings, estimate, first),
+        lambda indices, first: classify(test.images[indices], test.labels[indices], indices, first),
         desc=desc, postfix=running_accuracy,
     )
 
 
-def accuracy_and_bits(records: list[dict], num_dims: int) -> dict[str, float]:
-    """Accuracy, and mean bits/dim under the true label and marginal, of per-image lines."""
+def accuracy_and_bits(records: list[dict], num_dims: int) -> dict[str, float | None]:
+    """Accuracy, and mean bits/dim under the true label and marginal, of per-image lines
+    (None for a discriminative model's, which have logits and no likelihood)."""
+    # A shortlist predicts from its exact pass only, which the argmax in summarize cannot see.
+    accuracy = float(np.mean([r["label"] == r["prediction"] for r in records]))
+    if "log_probs" not in records[0]:
+        return {"accuracy": accuracy, "bits_per_dim": None, "bits_per_dim_marginal": None}
     log_probs = jnp.asarray([r["log_probs"] for r in records])
     labels = jnp.asarray([r["label"] for r in records])
     summary = {k: float(v) for k, v in summarize(log_probs, labels, num_dims).items()}
-    # A shortlist predicts from its exact pass only, which the argmax in summarize cannot see.
-    summary["accuracy"] = float(np.mean([r["label"] == r["prediction"] for r in records]))
-    return summary
+    return {**summary, "accuracy": accuracy}

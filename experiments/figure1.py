@@ -29,7 +29,7 @@ from experiments.estimates import EstimateOptions, accuracy_and_bits, classify_t
 from experiments.files import write_json
 from experiments.plotting import pyplot as plt
 from experiments.plotting import save_png
-from experiments.results import claim, evaluation_order, settings_of
+from experiments.results import claim, evaluation_order, results_folder, results_folders, settings_of
 from experiments.checkpoint import kept_checkpoints
 from experiments.runs import load_run
 
@@ -41,6 +41,8 @@ PUBLISHED_LINES = [("WideResNet-28-12 (baseline in the paper)", 0.9542)]
 @dataclasses.dataclass(frozen=True)
 class Figure1Config(EstimateOptions):
     runs: str = option("comma-separated training run folders", "runs/digits")
+    folders: str | None = option("table1 results kept elsewhere than RUN/table1, as "
+                                 "RUN:table1=FOLDER,... (as experiments.compare takes them)")
     out: Path = option("results folder", Path("results/figure1"))
     limit: int = option("test images (a seeded subset) per kept checkpoint", 100)
     seed: int = option("seed of the subset, the dequantisation noise and the probes", 0)
@@ -48,8 +50,8 @@ class Figure1Config(EstimateOptions):
 
 
 def run_point(folder: Path) -> dict | None:
-    """The run's table1 result: accuracy, and bits/dim where it has one."""
-    path = folder / "table1" / "table1.json"
+    """The table1 result in `folder`: accuracy, and bits/dim where it has one."""
+    path = folder / "table1.json"
     if not path.is_file():
         return None
     table1 = json.loads(path.read_text())
@@ -111,11 +113,12 @@ def main(argv: list[str] | None = None) -> dict:
     config = parse_config(Figure1Config, argv, prog="python -m experiments.figure1",
                           description=__doc__.split("\n\n")[0],
                           preset_defaults=estimates.PRESET_EVALUATION)
-    runs = {}
+    runs, chosen = {}, results_folders(config.folders)
     for name in (r for r in config.runs.split(",") if r):
         folder = Path(name)
         kind = load_run(folder).config.model
-        runs[str(folder)] = {"kind": kind, "point": run_point(folder),
+        point = run_point(results_folder(name, "table1", chosen))
+        runs[str(folder)] = {"kind": kind, "point": point,
                              "path": checkpoint_path(config, folder) if kind == "score" else []}
         if runs[str(folder)]["point"] is None and not runs[str(folder)]["path"]:
             raise FileNotFoundError(f"{folder}: no table1 results and no kept checkpoints; run "

@@ -94,6 +94,7 @@ def shape_statistics(curves: Float[np.ndarray, "pairs p"], times: np.ndarray) ->
 
 def evaluate(config: Figure2Config) -> dict:
     run = load_run(config.run)
+    run.require_likelihood("figure2")
     preset = run.config.preset
     config = estimates.resolve(config, preset)
     if config.pairs is None:

@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
     if not counts or counts[0] < 1 or counts[-1] > config.draws:
         raise ValueError(f"--counts must lie in [1, --draws = {config.draws}], got {config.counts}")
     run = load_run(config.run)
+    run.require_likelihood("figure3")
     train_config, model = run.config, run.model
     defaults = PRESET_EVALUATION[train_config.preset]
     rtol = config.rtol if config.rtol is not None else defaults["rtol"]

@@ -47,11 +47,12 @@ def plot(path: Path, panels: dict[str, dict[str, list[float]]], title: str) -> N
     rows = math.ceil(len(panels) / columns)
     figure, axes = plt.subplots(rows, columns, squeeze=False, figsize=(3.2 * columns, 2.6 * rows))
     for axis, (name, panel) in zip(axes.flat, panels.items()):
-        axis.plot(panel["severity"], panel["bits_per_dim"], "o-", color="tab:blue")
         axis.set_title(name.replace("_", " "), fontsize=9)
         axis.set_xlabel("severity", fontsize=8)
-        axis.set_ylabel("bits/dim", color="tab:blue", fontsize=8)
         right = axis.twinx()
+        if panel["bits_per_dim"][0] is not None:  # a discriminative model has no likelihood
+            axis.plot(panel["severity"], panel["bits_per_dim"], "o-", color="tab:blue")
+            axis.set_ylabel("bits/dim", color="tab:blue", fontsize=8)
         right.plot(panel["severity"], [100 * a for a in panel["accuracy"]], "s--", color="tab:red")
         right.set_ylim(0, 102)
         right.set_ylabel("accuracy (%)", color="tab:red", fontsize=8)
@@ -76,8 +77,8 @@ def main(argv: list[str] | None = None) -> dict:
               "curves": panels}
     write_json(out / "figure4.json", result)
     plot(out / "figure4.png", panels,
-         f"{table2['preset']}: {table2['num_images']} test images per corruption and severity "
-         "(severity 0: clean)")
+         f"{table2.get('model', 'sbgc')}, {table2['preset']}: {table2['num_images']} test images per "
+         "corruption and severity (severity 0: clean)")
     print(f"wrote {out / 'figure4.png'} and {out / 'figure4.json'}")
     return result
 

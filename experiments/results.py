@@ -124,6 +124,23 @@ def running_accuracy(records: list[dict]) -> dict:
     return {"accuracy": f"{np.mean([r['label'] == r['prediction'] for r in records]):.3f}"}
 
 
+def results_folders(option: str | None) -> dict[str, Path]:
+    """`--folders RUN:TABLE=FOLDER,...` as {"RUN:TABLE": FOLDER}: results kept elsewhere than
+    RUN/TABLE (e.g. committed under results/)."""
+    chosen = {}
+    for item in (option or "").split(","):
+        if item:
+            if "=" not in item or ":" not in item.split("=", 1)[0]:
+                raise ValueError(f"--folders takes RUN:TABLE=FOLDER items, got {item!r}")
+            name, folder = item.split("=", 1)
+            chosen[name] = Path(folder)
+    return chosen
+
+
+def results_folder(run: str, table: str, chosen: dict[str, Path]) -> Path:
+    return chosen.get(f"{run}:{table}", Path(run) / table)
+
+
 def write_summary(folder: Path, name: str, summary: dict, markdown: str) -> None:
     write_json(folder / f"{name}.json", summary)
     write_text(folder / f"{name}.md", markdown)

@@ -24,6 +24,19 @@ class Run(NamedTuple):
     model: Network
     step: int
 
+    @property
+    def label(self) -> str:
+        """How the tables name the model: "sbgc", or the WideResNet's "WRN-depth-width"."""
+        if self.config.model == "wrn":
+            return f"WRN-{self.model.config.depth}-{self.model.config.width}"
+        return "sbgc"
+
+    def require_likelihood(self, what: str) -> None:
+        """Refuse a discriminative run where `what` needs log p(x | y)."""
+        if self.config.model != "score":
+            raise ValueError(f"{what} needs a likelihood, and {self.config.out} is a discriminative "
+                             f"run ({self.label}); give it a score run")
+
     def fingerprint(self) -> dict:
         """What identifies the evaluated model: results folders record it and refuse to mix
         results of two models (say, after `train --resume --steps N` in the same folder)."""

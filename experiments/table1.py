@@ -48,47 +48,54 @@ def evaluate(config: Table1Config) -> dict:
 
     records = estimates.classify_test_images(run, config, test, order, results_path,
                                              seed=config.seed, desc="table1")
-    summary = summarize_records(records, run.config.preset, test.images.shape[1:], settings)
+    summary = summarize_records(records, run.label, run.config.preset, test.images.shape[1:], settings)
     write_summary(out, "table1", summary, markdown_table(summary))
     return summary
 
 
-def summarize_records(records: list[dict], preset: str, image_shape, settings: dict) -> dict:
-    """table1.json's fields from the per-image lines of `estimates.classify_chunk`."""
-    summary = accuracy_and_bits(records, math.prod(image_shape))
-    summary.update(
-        num_images=len(records),
-        nfe_per_image=float(np.mean([r["nfe"] for r in records])),
-        evaluations_per_image=float(np.mean([r["evaluations"] for r in records])),
-        images_per_second=1 / seconds_per_image([r["seconds"] for r in records],
-                                                [r["compiling"] for r in records]),
-        preset=preset,
-        settings=settings,
-    )
-    return summary
+def summarize_records(records: list[dict], model: str, preset: str, image_shape, settings: dict) -> dict:
+    """table1.json's fields from the per-image lines of `estimates.chunk_classifier` (a
+    discriminative model has no bits/dim and no solver: those fields are None)."""
+    mean = lambda name: float(np.mean([r[name] for r in records])) if name in records[0] else None
+    return {
+        **accuracy_and_bits(records, math.prod(image_shape)),
+        "num_images": len(records),
+        "nfe_per_image": mean("nfe"),
+        "evaluations_per_image": mean("evaluations"),
+        "images_per_second": 1 / seconds_per_image([r["seconds"] for r in records],
+                                                   [r["compiling"] for r in records]),
+        "model": model,
+        "preset": preset,
+        "settings": settings,
+    }
 
 
 def markdown_table(summary: dict) -> str:
     s = summary["settings"]
     rows = [f"| {name} (published) | {data} | {n} | {acc} | {bpd} |" for name, data, n, acc, bpd
             in PUBLISHED_ROWS]
-    shortlist = (f", shortlist of {s['shortlist']} after a first pass at "
-                 f"{s['first_pass_tolerance']}" if s["shortlist"] else "")
-    rows.append(
-        f"| sbgc, this run (preset {summary['preset']}; {s['probes']} probe(s), "
-        f"{'shared' if s['share_noise'] else 'separate'} noise, {s['solver']} rtol {s['rtol']} "
-        f"atol {s['atol']}, t0 {s['t0']}{shortlist}) | {summary['preset']} test split | "
-        f"{summary['num_images']:,} | {100 * summary['accuracy']:.2f} | "
-        f"{summary['bits_per_dim']:.3f} (marginal {summary['bits_per_dim_marginal']:.3f}) |"
-    )
+    data = f"| {summary['preset']} test split | {summary['num_images']:,} | {100 * summary['accuracy']:.2f} |"
+    if summary["bits_per_dim"] is None:
+        rows.append(f"| {summary['model']}, this run (preset {summary['preset']}; discriminative: "
+                    f"argmax of the logits) {data} none (no likelihood) |")
+        cost = ""
+    else:
+        shortlist = (f", shortlist of {s['shortlist']} after a first pass at "
+                     f"{s['first_pass_tolerance']}" if s["shortlist"] else "")
+        rows.append(
+            f"| {summary['model']}, this run (preset {summary['preset']}; {s['probes']} probe(s), "
+            f"{'shared' if s['share_noise'] else 'separate'} noise, {s['solver']} rtol {s['rtol']} "
+            f"atol {s['atol']}, t0 {s['t0']}{shortlist}) {data} "
+            f"{summary['bits_per_dim']:.3f} (marginal {summary['bits_per_dim_marginal']:.3f}) |")
+        cost = (f"{summary['nfe_per_image']:.0f} solver function evaluations and "
+                f"{summary['evaluations_per_image']:.0f} network passes (forward or JVP, one image "
+                "and label each) per image, ")
     return "\n".join([
         "| model | data | images | accuracy (%) | bits/dim |",
         "| --- | --- | --- | --- | --- |",
         *rows,
         "",
-        f"This run: {summary['nfe_per_image']:.0f} solver function evaluations and "
-        f"{summary['evaluations_per_image']:.0f} network passes (forward or JVP, one image and "
-        f"label each) per image, {summary['images_per_second']:.2f} images/s.",
+        f"This run: {cost}{summary['images_per_second']:.2f} images/s.",
         "",
     ])
 

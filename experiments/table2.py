@@ -21,7 +21,6 @@ import dataclasses
 import math
 from pathlib import Path
 
-import jax
 import numpy as np
 
 from experiments import estimates
@@ -29,8 +28,7 @@ from experiments.cli import option, parse_config
 from experiments.corrupted import check_cifar10_c, corrupted_images
 from experiments.corruptions import CORRUPTIONS, EXTRAS, LEFT_OUT, NOISES
 from experiments.data import Split, load_dataset
-from experiments.estimates import EstimateOptions, accuracy_and_bits, classify_chunk
-from experiments.parallel import data_parallel
+from experiments.estimates import EstimateOptions, accuracy_and_bits
 from experiments.plotting import pyplot as plt
 from experiments.plotting import save_png
 from experiments.results import (EvaluationConfig, chunked, claim, evaluation_order, run_chunks,
@@ -89,22 +87,19 @@ def evaluate(config: Table2Config) -> dict:
     results_path = claim(out, settings, run)
     draw_contact_sheet(out / "corruptions.png", test, int(order[0]), names, config)
 
-    estimate, key = estimates.estimate_of(config), jax.random.key(config.seed)
-    shardings = data_parallel(config.images_per_solve)
-    model = jax.device_put(run.model, shardings[0])
+    classify = estimates.chunk_classifier(run, config, config.seed)
 
     def classify_corrupted(chunk: list[tuple], compiling: bool) -> list[dict]:
         name, severity = chunk[0][:2]
         indices = np.asarray([j for _, _, j in chunk])
         images = corrupted_images(test, indices, name, severity, seed=config.seed,
                                   folder=config.corrupted_data)
-        lines = classify_chunk(model, images, test.labels[indices], indices, key, shardings,
-                               estimate, compiling)
+        lines = classify(images, test.labels[indices], indices, compiling)
         return [{"corruption": name, "severity": severity, **line} for line in lines]
 
     records = run_chunks(results_path, jobs(names, order, config.images_per_solve),
                          classify_corrupted, desc="table2", postfix=running_accuracy)
-    summary = summarize_records(records, preset, math.prod(test.images.shape[1:]), settings)
+    summary = summarize_records(records, run.label, preset, math.prod(test.images.shape[1:]), settings)
     write_summary(out, "table2", summary, markdown_table(summary))
     return summary
 
@@ -114,8 +109,9 @@ def _bits(records: list[dict], num_dims: int) -> dict:
     return {"accuracy": summary["accuracy"], "bits_per_dim": summary["bits_per_dim"]}
 
 
-def summarize_records(records: list[dict], preset: str, num_dims: int, settings: dict) -> dict:
-    """table2.json's fields: per corruption and severity, and the paper's two means."""
+def summarize_records(records: list[dict], model: str, preset: str, num_dims: int, settings: dict) -> dict:
+    """table2.json's fields: per corruption and severity, and the paper's two means (bits/dim
+    None for a discriminative model)."""
     groups: dict[tuple[str, int], list[dict]] = {}
     for r in records:
         groups.setdefault((r["corruption"], r["severity"]), []).append(r)
@@ -127,6 +123,7 @@ def summarize_records(records: list[dict], preset: str, num_dims: int, settings:
                                         for n in names for s in SEVERITIES])) if names else None
     without_noises = [n for n in corruptions if n not in NOISES]
     return {
+        "model": model,
         "preset": preset,
         "num_images": len(records) // (1 + len(SEVERITIES) * len(corruptions)),
         "clean_accuracy": clean["accuracy"],
@@ -149,15 +146,18 @@ def markdown_table(summary: dict) -> str:
     n, m = summary["num_corruptions"], summary["num_corruptions_without_noises"]
     rows = [f"| {name} (published) | CIFAR-10-C | 15 | {clean} | {mean} | {without} |"
             for name, clean, mean, without in PUBLISHED_ROWS]
+    discriminative = summary["clean_bits_per_dim"] is None
+    estimator = "argmax of the logits" if discriminative else f"{s['probes']} probe(s), rtol {s['rtol']}"
+    bits = lambda value: "" if discriminative else f" ({value:.2f})"
     rows.append(
-        f"| sbgc, this run (preset {summary['preset']}; {s['probes']} probe(s), rtol {s['rtol']}; "
+        f"| {summary['model']}, this run (preset {summary['preset']}; {estimator}; "
         f"{'CIFAR-10-C files' if s['corrupted_data'] else 'corruptions computed from the test split'}) "
         f"| {summary['preset']}, {summary['num_images']} images per corruption and severity | {n} "
         f"| {percent(summary['clean_accuracy'])} | {percent(summary['mean_accuracy'])} "
         f"| {percent(summary['mean_accuracy_without_noises'])} ({m} corruptions) |")
     per_corruption = [
         f"| {name} | " + " | ".join(
-            f"{percent(c[str(sev)]['accuracy'])} ({c[str(sev)]['bits_per_dim']:.2f})"
+            f"{percent(c[str(sev)]['accuracy'])}{bits(c[str(sev)]['bits_per_dim'])}"
             for sev in SEVERITIES) + " |"
         for name, c in summary["corruptions"].items()]
     return "\n".join([
@@ -165,10 +165,12 @@ def markdown_table(summary: dict) -> str:
         "| --- | --- | --- | --- | --- | --- |",
         *rows,
         "",
-        f"Left out: {', '.join(f'{k} ({v})' for k, v in summary['left_out'].items())}. "
-        f"Clean bits/dim on the same images: {summary['clean_bits_per_dim']:.3f}.",
+        f"Left out: {', '.join(f'{k} ({v})' for k, v in summary['left_out'].items())}."
+        + ("" if discriminative else
+           f" Clean bits/dim on the same images: {summary['clean_bits_per_dim']:.3f}."),
         "",
-        "Accuracy in % (bits/dim under the true label) per corruption and severity:",
+        "Accuracy in %" + ("" if discriminative else " (bits/dim under the true label)")
+        + " per corruption and severity:",
         "",
         "| corruption | " + " | ".join(f"severity {sev}" for sev in SEVERITIES) + " |",
         "| --- |" + " --- |" * len(SEVERITIES),

@@ -28,7 +28,7 @@ import numpy as np
 from jaxtyping import Array
 
 import score
-from attacks import PGD, attack_gradient_fn, image_log_likelihoods, pgd
+from attacks import PGD, attack_gradient_fn, cross_entropy, image_log_likelihoods, pgd
 from experiments.cli import option, parse_config
 from experiments.data import load_dataset
 from experiments.estimates import PRESET_EVALUATION, seconds_per_image
@@ -116,8 +116,27 @@ def attack_image(model, image, label, key, settings: AttackSettings) -> dict:
             adversarial, nfe = pgd(gradient_fn, image, key=start, attack=attack)
             judge = fixed_key if mode == "fixed" else judge_key
             log_probs, _ = _log_likelihoods(model, adversarial, judge, options)
-            result[f"{norm}_{mode}"] = {"log_probs": log_probs, "image": adversarial, "nfe": nfe}
+            result[f"{norm}_{mode}"] = {"scores": log_probs, "image": adversarial, "cost": nfe}
     return result
+
+
+def attack_image_discriminative(model, image, label, key, settings: AttackSettings) -> dict:
+    """Clean and attacked logits of one image under a WideResNet, as `attack_image` does for
+    log p(x | y). The network is deterministic, so the fixed and EOT modes are one attack
+    ("fixed"); the cost counts gradients, one network pass forward and back each."""
+    inputs = lambda x: 2 * (255 * x + 0.5) / 256 - 1  # the bins' midpoints, as in evaluation
+    logits = eqx.filter_jit(lambda x: model(inputs(x)))
+    gradient = eqx.filter_jit(jax.grad(lambda x: cross_entropy(label)(model(inputs(x)))))
+    result = {"clean": logits(image)}
+    for norm, attack in zip(NORMS, settings.attacks):
+        adversarial, cost = pgd(lambda x, _: (gradient(x), jnp.int32(1)), image,
+                                key=jax.random.fold_in(key, NORMS.index(norm)), attack=attack)
+        result[f"{norm}_fixed"] = {"scores": logits(adversarial), "image": adversarial, "cost": cost}
+    return result
+
+
+# What a line calls the classifier's scores and the attacks' cost, per kind of model.
+LINE_KEYS = {"score": ("log_probs", "nfe"), "wrn": ("logits", "gradients")}
 
 
 def _norm(delta: np.ndarray, norm: str) -> float:
@@ -146,6 +165,10 @@ def evaluate(config: Table3Config) -> dict:
     examples_path = out / "examples.npz"
     examples = dict(np.load(examples_path)) if examples_path.exists() else {}
     key = jax.random.key(config.seed)
+    discriminative = run.config.model == "wrn"
+    attack = attack_image_discriminative if discriminative else attack_image
+    modes = ("fixed",) if discriminative else MODES
+    scores, cost = LINE_KEYS[run.config.model]
 
     def attack_chunk(indices, compiling: bool) -> list[dict]:
         (index,) = indices  # one image at a time
@@ -154,19 +177,19 @@ def evaluate(config: Table3Config) -> dict:
         shown = index in order[:config.examples]  # the first images are the examples
         began = time.perf_counter()
         result = jax.block_until_ready(
-            attack_image(run.model, image, label, jax.random.fold_in(key, int(index)), settings))
+            attack(run.model, image, label, jax.random.fold_in(key, int(index)), settings))
         line = {"index": int(index), "label": label,
                 "clean_prediction": int(jnp.argmax(result["clean"])),
-                "clean_log_probs": np.asarray(result["clean"]).tolist(),
+                f"clean_{scores}": np.asarray(result["clean"]).tolist(),
                 "seconds": time.perf_counter() - began, "compiling": compiling}
         for norm in NORMS:
-            for mode in MODES:
+            for mode in modes:
                 attacked = result[f"{norm}_{mode}"]
                 line[f"{norm}_{mode}"] = {
-                    "prediction": int(jnp.argmax(attacked["log_probs"])),
-                    "log_probs": np.asarray(attacked["log_probs"]).tolist(),
+                    "prediction": int(jnp.argmax(attacked["scores"])),
+                    scores: np.asarray(attacked["scores"]).tolist(),
                     "perturbation_norm": _norm(np.asarray(attacked["image"] - image), norm),
-                    "nfe": int(attacked["nfe"]),
+                    cost: int(attacked["cost"]),
                 }
                 if shown:
                     examples[f"{index}_clean"] = np.asarray(image)
@@ -176,34 +199,39 @@ def evaluate(config: Table3Config) -> dict:
         return [line]
 
     records = run_chunks(results_path, [[index] for index in order], attack_chunk, desc="table3")
-    summary = summarize(records, preset, saved_settings)
+    summary = summarize(records, run.label, preset, saved_settings)
     write_summary(out, "table3", summary, markdown_table(summary))
     _plot_examples(out, records, examples)
     return summary
 
 
-def summarize(records: list[dict], preset: str, settings: dict) -> dict:
-    """The fields of table3.json from the per-image lines."""
+def summarize(records: list[dict], model: str, preset: str, settings: dict) -> dict:
+    """The fields of table3.json from the per-image lines. A discriminative model's lines
+    have one mode, "fixed" (its EOT attack would be the same): its EOT fields repeat it."""
+    discriminative = f"{NORMS[0]}_eot" not in records[0]
+    cost = LINE_KEYS["wrn" if discriminative else "score"][1]
+    modes = ("fixed",) if discriminative else MODES
     summary = {
-        "preset": preset, "num_images": len(records), "settings": settings,
+        "model": model, "preset": preset, "num_images": len(records), "settings": settings,
+        "deterministic": discriminative,
         "clean_accuracy": float(np.mean([r["clean_prediction"] == r["label"] for r in records])),
         "seconds_per_image": seconds_per_image([r["seconds"] for r in records],
                                                [r["compiling"] for r in records]),
     }
     for norm, epsilon in zip(NORMS, (settings["linf_epsilon"], settings["l2_epsilon"])):
+        # Foolbox's convention: an image misclassified clean is adversarial already, so it
+        # counts as robust only if it is right both clean and attacked.
+        robust = {mode: float(np.mean([r["clean_prediction"] == r["label"] == r[f"{norm}_{mode}"]["prediction"]
+                                       for r in records])) for mode in modes}
         summary[norm] = {
             "epsilon": epsilon,
-            # Foolbox's convention: an image misclassified clean is adversarial already, so it
-            # counts as robust only if it is right both clean and attacked.
-            **{f"robust_accuracy_{mode}": float(np.mean(
-                [r["clean_prediction"] == r["label"] == r[f"{norm}_{mode}"]["prediction"]
-                 for r in records])) for mode in MODES},
+            **{f"robust_accuracy_{mode}": robust.get(mode, robust["fixed"]) for mode in MODES},
             "mean_perturbation_norm": float(np.mean(
-                [r[f"{norm}_{mode}"]["perturbation_norm"] for r in records for mode in MODES])),
-            # The time covers all four attacks on an image (both norms, both modes), timed together.
+                [r[f"{norm}_{mode}"]["perturbation_norm"] for r in records for mode in modes])),
+            # The time covers all attacks on an image (both norms, every mode), timed together.
             "seconds_per_image": summary["seconds_per_image"],
-            "nfe_per_image": float(np.mean(
-                [sum(r[f"{norm}_{mode}"]["nfe"] for mode in MODES) for r in records])),
+            f"{cost}_per_image": float(np.mean(
+                [sum(r[f"{norm}_{mode}"][cost] for mode in modes) for r in records])),
         }
     return summary
 
@@ -213,26 +241,35 @@ def markdown_table(summary: dict) -> str:
     percent = lambda x: f"{100 * x:.2f}"
     rows = [f"| {name} (published) | CIFAR-10 | 216 | {clean} | {linf} | {l2} |"
             for name, clean, linf, l2 in PUBLISHED_ROWS]
-    for mode in MODES:
-        rows.append(
-            f"| sbgc, this run, {mode} noise (preset {summary['preset']}; {s['steps']} PGD steps, "
-            f"{s['probes']} probe(s), rtol {s['rtol']}, route {s['route']}"
-            f"{', ' + str(s['eot_draws']) + ' draws per step' if mode == 'eot' else ''}) "
-            f"| {summary['preset']} test split | {summary['num_images']} "
-            f"| {percent(summary['clean_accuracy'])} | {percent(summary['linf'][f'robust_accuracy_{mode}'])} "
-            f"| {percent(summary['l2'][f'robust_accuracy_{mode}'])} |"
-        )
+    data = f"| {summary['preset']} test split | {summary['num_images']} | {percent(summary['clean_accuracy'])}"
+    robust = lambda mode: (f"| {percent(summary['linf'][f'robust_accuracy_{mode}'])} "
+                           f"| {percent(summary['l2'][f'robust_accuracy_{mode}'])} |")
+    if summary["deterministic"]:
+        rows.append(f"| {summary['model']}, this run (preset {summary['preset']}; {s['steps']} PGD "
+                    "steps on the cross-entropy of its logits; deterministic, so fixed and EOT are "
+                    f"the same attack) {data} {robust('fixed')}")
+        cost = (f"gradients of the network per image: L-inf {summary['linf']['gradients_per_image']:.0f}, "
+                f"L2 {summary['l2']['gradients_per_image']:.0f}.")
+    else:
+        for mode in MODES:
+            rows.append(
+                f"| {summary['model']}, this run, {mode} noise (preset {summary['preset']}; "
+                f"{s['steps']} PGD steps, {s['probes']} probe(s), rtol {s['rtol']}, route {s['route']}"
+                f"{', ' + str(s['eot_draws']) + ' draws per step' if mode == 'eot' else ''}) "
+                f"{data} {robust(mode)}")
+        cost = (f"forward function evaluations of the gradient steps: L-inf "
+                f"{summary['linf']['nfe_per_image']:.0f}, L2 {summary['l2']['nfe_per_image']:.0f} "
+                "(each also has a backward pass).")
     return "\n".join([
         f"| model | data | images | clean (%) | PGD L-inf {s['linf_epsilon']:.4f} (%) "
         f"| PGD L2 {s['l2_epsilon']} (%) |",
         "| --- | --- | --- | --- | --- | --- |",
         *rows,
         "",
+        "An image counts as robust if it is classified correctly both clean and attacked. "
         f"Mean perturbation norm: L-inf {summary['linf']['mean_perturbation_norm']:.4f}, "
-        f"L2 {summary['l2']['mean_perturbation_norm']:.4f}. Per attacked image (all four attacks "
-        f"together): {summary['seconds_per_image']:.1f} s; forward function "
-        f"evaluations of the gradient steps: L-inf {summary['linf']['nfe_per_image']:.0f}, "
-        f"L2 {summary['l2']['nfe_per_image']:.0f} (each also has a backward pass).",
+        f"L2 {summary['l2']['mean_perturbation_norm']:.4f}. Per attacked image (all attacks "
+        f"together): {summary['seconds_per_image']:.1f} s; {cost}",
         "",
     ])
 
@@ -241,7 +278,8 @@ def _plot_examples(out: Path, records: list[dict], examples: dict) -> None:
     shown = [r for r in records if f"{r['index']}_clean" in examples]
     if not shown:
         return
-    columns = [("clean", None)] + [(f"{norm} {mode}", f"{norm}_{mode}") for norm in NORMS for mode in MODES]
+    columns = [("clean", None)] + [(f"{norm} {mode}", f"{norm}_{mode}") for norm in NORMS for mode in MODES
+                                   if f"{norm}_{mode}" in shown[0]]
     figure, axes = plt.subplots(2 * len(shown), len(columns), squeeze=False,
                                 figsize=(2 * len(columns), 4 * len(shown)))
     for row, r in enumerate(shown):

@@ -109,9 +109,9 @@ def test_routes_agree_and_modes_differ_as_documented():
 
 
 def tiny_score_net(dtype) -> "score.ScoreNet":
-    """A 3-label 8x8 ScoreNet whose every parameter (the zero-initialised output layer too)
+    """A 3-label 4x4 ScoreNet whose every parameter (the zero-initialised output layer too)
     is randomised, so that its Jacobian, hence the divergence, depends on x."""
-    config = score.NetConfig(image_size=8, channels=1, num_classes=3, nf=8, ch_mult=(1,),
+    config = score.NetConfig(image_size=4, channels=1, num_classes=3, nf=4, ch_mult=(1,),
                              num_res_blocks=1, attn_resolutions=(), dropout=0.0)
     model = score.ScoreNet(config, key=jax.random.key(0))
     params, static = eqx.partition(model, eqx.is_inexact_array)
@@ -129,19 +129,18 @@ def test_input_gradient_reaches_the_hessian_terms(network):
     differences, for the forward-mode network (JVP probes) and for table3's route, the
     reverse-mode network with VJP probes."""
     with jax.enable_x64(True):
-        tolerance, step = 1e-9, 1e-3
+        tolerance, step = 1e-8, 1e-3
         model = tiny_score_net(jnp.float64)
         mode = "forward" if network == "forward-mode" else "reverse"
         noise_fn = model if mode == "forward" else score.for_reverse_mode(model)
         options = dict(num_classes=3, divergence=Hutchinson(2, mode=mode), rtol=tolerance, atol=tolerance)
-        image = jax.random.uniform(jax.random.key(1), (1, 8, 8), jnp.float64, 0.2, 0.8)
+        image = jax.random.uniform(jax.random.key(1), (1, 4, 4), jnp.float64, 0.2, 0.8)
         key, objective = jax.random.key(2), cross_entropy(1)
         value = jax.jit(lambda x: objective(image_log_likelihoods(noise_fn, SDE, x, key=key, **options)[0]))
         _, gradient, log_probs, _ = jax.jit(
             lambda x: input_gradient(objective, noise_fn, SDE, x, key=key, **options))(image)
         atol = 10 * tolerance * float(jnp.max(jnp.abs(log_probs))) / step + step**2  # as above
-        for direction_key in jax.random.split(jax.random.key(3), 2):
-            direction = jax.random.normal(direction_key, image.shape, jnp.float64)
-            direction = direction / jnp.linalg.norm(direction)
-            central = (value(image + step * direction) - value(image - step * direction)) / (2 * step)
-            np.testing.assert_allclose(jnp.vdot(gradient, direction), central, rtol=0, atol=atol)
+        direction = jax.random.normal(jax.random.key(3), image.shape, jnp.float64)
+        direction = direction / jnp.linalg.norm(direction)
+        central = (value(image + step * direction) - value(image - step * direction)) / (2 * step)
+        np.testing.assert_allclose(jnp.vdot(gradient, direction), central, rtol=0, atol=atol)

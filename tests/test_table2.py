@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from experiments import figure4, table2
+from experiments import estimates, figure4, table2
 from experiments.corrupted import check_cifar10_c, corrupted_images
 from experiments.corruptions import corrupt
 from experiments.data import Split
@@ -20,7 +20,7 @@ def run(tiny_run, out, *extra):
 
 
 def test_results_resume_and_figure4(tiny_run, tmp_path, monkeypatch):
-    summary, calls = interrupted_then_resumed(monkeypatch, table2, "classify_chunk",
+    summary, calls = interrupted_then_resumed(monkeypatch, estimates, "classify_chunk",
                                               lambda: run(tiny_run, tmp_path), interrupt_at=4)
     assert calls == 11 - 3  # clean + 2 corruptions x 5 severities, 3 done before Ctrl-C
 
