@@ -7,6 +7,8 @@ write never leaves a half-written checkpoint behind.
 """
 
 import dataclasses
+import hashlib
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -68,8 +70,19 @@ def check_same_config(folder: Path, expected: dict, ignore: tuple[str, ...]) -> 
         )
 
 
+# A checkpoint ends with the SHA-256 of what precedes it, so that a damaged file is named as
+# such before anything is deserialised from it. Files from before the checksum have none:
+# they are read as before (a truncated one still fails to deserialise).
+_CHECKSUM = b"\nsha256:"
+_TRAILER = len(_CHECKSUM) + 64
+
+
 def save_state(folder: Path, state: eqx.Module, name: str = CHECKPOINT_FILE) -> None:
-    write_atomically(folder / name, lambda file: eqx.tree_serialise_leaves(file, state))
+    buffer = io.BytesIO()
+    eqx.tree_serialise_leaves(buffer, state)
+    data = buffer.getvalue()
+    digest = hashlib.sha256(data).hexdigest().encode()
+    write_atomically(folder / name, lambda file: file.write(data + _CHECKSUM + digest))
 
 
 def load_state(folder: Path, like: eqx.Module, name: str = CHECKPOINT_FILE) -> eqx.Module:
@@ -78,16 +91,21 @@ def load_state(folder: Path, like: eqx.Module, name: str = CHECKPOINT_FILE) -> e
     path = folder / name
     if not path.is_file():
         raise CheckpointError(f"{path}: no checkpoint to resume from")
+    data = path.read_bytes()
+    if data[-_TRAILER:-64] == _CHECKSUM:
+        data, digest = data[:-_TRAILER], data[-64:]
+        if hashlib.sha256(data).hexdigest().encode() != digest:
+            raise CheckpointError(f"{path}: corrupted (its SHA-256 checksum does not match its "
+                                  "contents); resume from another copy or start a new --out")
+    file = io.BytesIO(data)
     try:
-        with path.open("rb") as file:
-            state = eqx.tree_deserialise_leaves(file, like)
-            trailing = file.read(1)
+        state = eqx.tree_deserialise_leaves(file, like)
     except Exception as error:
         raise CheckpointError(
             f"{path}: truncated or written for another model/optimiser ({type(error).__name__}: "
             f"{error})"
         ) from error
-    if trailing:
+    if file.read(1):
         raise CheckpointError(f"{path}: longer than this model's state: written for another model")
     return state
 

@@ -355,25 +355,33 @@ def _run_record(config: TrainConfig) -> dict:
     return {"train": checkpoint.to_json(config), "network": checkpoint.to_json(network_config(config))}
 
 
-def _start(config: TrainConfig, optimizer) -> TrainState:
-    """A fresh state in a new run folder, or the checkpoint of `--resume`."""
-    folder, record = config.out, _run_record(config)
-    network = network_config(config)
+def _check_run_folder(config: TrainConfig) -> None:
+    """Before any work: `--resume` needs the run's own settings (up to --steps), and a new run
+    must not overwrite a checkpoint."""
+    folder = config.out
     if config.resume:
         saved = checkpoint.load_config(folder).get("train", {})
         # Options added after the run was made are fine at their defaults (its behaviour then).
         added_later = tuple(f"train.{f.name}" for f in dataclasses.fields(TrainConfig)
                             if f.name not in saved and getattr(config, f.name) == f.default)
         ignored = ("train.steps", "train.resume", "train.out", *added_later)
-        checkpoint.check_same_config(folder, record, ignore=ignored)
-        checkpoint.save_config(folder, record)  # it now records the steps this run goes to
-        return checkpoint.load_state(folder, jax.eval_shape(lambda: init_state(network, config.seed, optimizer)))
-    if (folder / checkpoint.CHECKPOINT_FILE).exists():
+        checkpoint.check_same_config(folder, _run_record(config), ignore=ignored)
+    elif (folder / checkpoint.CHECKPOINT_FILE).exists():
         raise checkpoint.CheckpointError(
             f"{folder / checkpoint.CHECKPOINT_FILE} exists: pass --resume to continue it, or another --out"
         )
-    checkpoint.save_config(folder, record)
-    return init_state(network, config.seed, optimizer)
+
+
+def _start(config: TrainConfig, optimizer) -> TrainState:
+    """A fresh state in a new run folder, or the checkpoint of `--resume`; config.json then
+    records the settings, the steps this run goes to included."""
+    network = network_config(config)
+    if config.resume:
+        state = checkpoint.load_state(config.out, jax.eval_shape(lambda: init_state(network, config.seed, optimizer)))
+    else:
+        state = init_state(network, config.seed, optimizer)
+    checkpoint.save_config(config.out, _run_record(config))
+    return state
 
 
 def _trim_log(path: Path, step: int) -> None:
@@ -404,6 +412,7 @@ def _check_finite(loss: float, state: TrainState, folder: Path) -> None:
 def train(config: TrainConfig) -> TrainState:
     """Run (or resume) training to `config.steps`; returns the final state."""
     config = resolve(config)
+    _check_run_folder(config)
     network = network_config(config)
     data = load_dataset(config.preset, "train", source=config.data)
     expected_shape = (network.image_size, network.image_size, network.channels)
