@@ -1,19 +1,24 @@
 """Cost of n Hutchinson probes: separate `jax.jvp` calls against one `jax.linearize`.
 
-    python -m benchmarks.probes      # from the repository root; about a minute on 2 cores
+    python -m benchmarks.probes --run runs/digits   # from the repository root; about a minute on 2 cores
 
-For the digits `ScoreNet` on 20 images x 10 labels, inside a `fori_loop` (as
+For the digits `ScoreNet` (the trained EMA model of --run, or a randomly
+initialised one without it, whose zero output layer makes it a different
+workload: say which) on 20 images x 10 labels, inside a `fori_loop` (as
 in a solve): milliseconds per evaluation of the network alone, of n unrolled
 JVPs (XLA merges their identical primal passes) and of one linearisation with
 the n tangents vmapped. `likelihood.divergence.batch_divergence` unrolls.
 """
 
+import argparse
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 
 import score
+from experiments.runs import load_run
 from likelihood.divergence import Hutchinson
 
 BATCH = 200  # 20 images x 10 labels
@@ -28,13 +33,17 @@ def milliseconds_per_iteration(body, x) -> float:
     return 1000 * (time.perf_counter() - start) / ITERATIONS
 
 
-def main():
-    net = score.ScoreNet(score.PRESETS["digits"], key=jax.random.key(0))
+def main(argv: list[str] | None = None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.probes", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", type=Path, help="a digits run folder (default: a random network)")
+    args = parser.parse_args(argv)
+    net = load_run(args.run).model if args.run else score.ScoreNet(score.PRESETS["digits"], key=jax.random.key(0))
     xs = jax.random.normal(jax.random.key(1), (BATCH, 1, 8, 8))
     labels = jnp.arange(BATCH) % 10
     fn = lambda x: jax.vmap(lambda x_, y: net(x_, jnp.float32(0.5), y))(x, labels)
     forward = milliseconds_per_iteration(lambda x: x + 1e-3 * fn(x), xs)
-    print(f"digits ScoreNet, {BATCH} inputs per evaluation, inside a fori_loop")
+    print(f"digits ScoreNet ({args.run or 'random initialisation'}), {BATCH} inputs per evaluation, "
+          "inside a fori_loop")
     print(f"forward only: {forward:.1f} ms\n")
     print("| probes | unrolled jax.jvp (ms) | linearize + vmap (ms) | unrolled / linearize |")
     print("| ---: | ---: | ---: | ---: |")

@@ -3,6 +3,7 @@ that names the problem, raised before anything of the run or its results is chan
 
 import shutil
 
+import numpy as np
 import pytest
 
 from experiments import checkpoint, table1, table2, train
@@ -48,6 +49,17 @@ CASES = [
     ("unknown corruption", table2.main, ["--run", "RUN", "--out", "OUT", "--corruptions", "frost"], None,
      ValueError, "unknown 'frost' \\(left out"),
 ]
+
+
+def test_data_of_another_image_size_is_named(tmp_path):
+    """An IDX folder of 8x8 images given to the 28x28 mnist preset."""
+    from tests.test_data import _images, _write_idx_folder
+
+    images = _images(0, 20, 8, 8, 1)
+    _write_idx_folder(tmp_path / "idx", {s: (images, np.arange(20) % 10) for s in ("train", "test")})
+    with pytest.raises(ValueError, match=r"preset mnist expects images \(28, 28, 1\), the data has \(8, 8, 1\)"):
+        train.main(["--preset", "mnist", "--data", str(tmp_path / "idx"), "--out", str(tmp_path / "run")])
+    assert not (tmp_path / "run" / checkpoint.CHECKPOINT_FILE).exists()
 
 
 @pytest.mark.parametrize("name, entry, argv, damage, error, message", CASES, ids=[c[0] for c in CASES])
