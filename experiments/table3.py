@@ -120,18 +120,34 @@ def attack_image(model, image, label, key, settings: AttackSettings) -> dict:
     return result
 
 
+def _wrn_inputs(x: Array) -> Array:
+    """Continuous pixels in [0, 1] in the WideResNet's space, at the bins' midpoints as in
+    its evaluation (`baseline.model_inputs`)."""
+    return 2 * (255 * x + 0.5) / 256 - 1
+
+
+@eqx.filter_jit
+def _wrn_logits(model, x: Array) -> Array:
+    return model(_wrn_inputs(x))
+
+
+@eqx.filter_jit
+def _wrn_gradient(model, x: Array, label: Array) -> Array:
+    return jax.grad(lambda x_: cross_entropy(label)(model(_wrn_inputs(x_))))(x)
+
+
 def attack_image_discriminative(model, image, label, key, settings: AttackSettings) -> dict:
     """Clean and attacked logits of one image under a WideResNet, as `attack_image` does for
     log p(x | y). The network is deterministic, so the fixed and EOT modes are one attack
-    ("fixed"); the cost counts gradients, one network pass forward and back each."""
-    inputs = lambda x: 2 * (255 * x + 0.5) / 256 - 1  # the bins' midpoints, as in evaluation
-    logits = eqx.filter_jit(lambda x: model(inputs(x)))
-    gradient = eqx.filter_jit(jax.grad(lambda x: cross_entropy(label)(model(inputs(x)))))
-    result = {"clean": logits(image)}
+    ("fixed"); the cost counts gradients, one network pass forward and back each. One
+    compiled gradient serves every image."""
+    label = jnp.asarray(label)
+    result = {"clean": _wrn_logits(model, image)}
     for norm, attack in zip(NORMS, settings.attacks):
-        adversarial, cost = pgd(lambda x, _: (gradient(x), jnp.int32(1)), image,
+        adversarial, cost = pgd(lambda x, _: (_wrn_gradient(model, x, label), jnp.int32(1)), image,
                                 key=jax.random.fold_in(key, NORMS.index(norm)), attack=attack)
-        result[f"{norm}_fixed"] = {"scores": logits(adversarial), "image": adversarial, "cost": cost}
+        result[f"{norm}_fixed"] = {"scores": _wrn_logits(model, adversarial), "image": adversarial,
+                                   "cost": cost}
     return result
 
 
@@ -269,7 +285,7 @@ def markdown_table(summary: dict) -> str:
         "An image counts as robust if it is classified correctly both clean and attacked. "
         f"Mean perturbation norm: L-inf {summary['linf']['mean_perturbation_norm']:.4f}, "
         f"L2 {summary['l2']['mean_perturbation_norm']:.4f}. Per attacked image (all attacks "
-        f"together): {summary['seconds_per_image']:.1f} s; {cost}",
+        f"together): {summary['seconds_per_image']:.3g} s; {cost}",
         "",
     ])
 
