@@ -9,7 +9,7 @@ import jax
 import numpy as np
 
 from experiments import checkpoint
-from experiments.train import Network, TrainConfig, init_state, make_optimizer, network_config
+from experiments.training import Network, TrainConfig, init_state, make_optimizer, network_config
 
 
 class Run(NamedTuple):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import baseline
-from experiments import checkpoint, train
+from experiments import checkpoint, train, training
 from experiments.data import load_dataset
 from experiments.discriminative import accuracy, discriminative_chunk
 from experiments.runs import load_run
@@ -136,8 +136,8 @@ def test_wrn_run_folder_and_evaluated_model(wrn_digits_run):
     log = (wrn_digits_run / "log.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in log] == [50, 100]
     # Without EMA the evaluated model is the trained one.
-    config = train.resolve(train.TrainConfig(preset="digits", model="wrn", steps=100))
-    like = jax.eval_shape(lambda: train.init_state(train.network_config(config), 0, train.make_optimizer(config)))
+    config = training.resolve(training.TrainConfig(preset="digits", model="wrn", steps=100))
+    like = jax.eval_shape(lambda: training.init_state(training.network_config(config), 0, training.make_optimizer(config)))
     state = checkpoint.load_state(wrn_digits_run, like)
     for evaluated, trained in zip(jax.tree.leaves(state.ema_model), jax.tree.leaves(state.model), strict=True):
         np.testing.assert_array_equal(evaluated, trained)
@@ -155,6 +155,6 @@ def test_wrn_resume_is_bit_identical(tmp_path):
 
 def test_wrn_width_is_a_wrn_option(tmp_path):
     with pytest.raises(ValueError, match="--wrn-width applies to --model wrn"):
-        train.resolve(train.TrainConfig(preset="digits", wrn_width=4))
-    config = train.resolve(train.TrainConfig(preset="cifar10", model="wrn", wrn_width=12))
-    assert train.network_config(config) == dataclasses.replace(baseline.PRESETS["cifar10"], width=12)
+        training.resolve(training.TrainConfig(preset="digits", wrn_width=4))
+    config = training.resolve(training.TrainConfig(preset="cifar10", model="wrn", wrn_width=12))
+    assert training.network_config(config) == dataclasses.replace(baseline.PRESETS["cifar10"], width=12)

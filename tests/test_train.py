@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import score
-from experiments import checkpoint, train
+from experiments import checkpoint, train, training
 from tests.conftest import TINY_TRAINING, counting
 
 def run(out: Path, steps: int, *extra: str) -> None:
@@ -20,10 +20,10 @@ def run(out: Path, steps: int, *extra: str) -> None:
 
 
 def saved_leaves(out: Path) -> list[np.ndarray]:
-    config = train.resolve(train.TrainConfig(preset="digits", out=out, batch_size=16,
+    config = training.resolve(training.TrainConfig(preset="digits", out=out, batch_size=16,
                                              lr_schedule="constant", warmup_steps=1))
-    optimizer = train.make_optimizer(config)
-    like = jax.eval_shape(lambda: train.init_state(score.PRESETS["digits"], 0, optimizer))
+    optimizer = training.make_optimizer(config)
+    like = jax.eval_shape(lambda: training.init_state(score.PRESETS["digits"], 0, optimizer))
     return [np.asarray(leaf) for leaf in jax.tree.leaves(checkpoint.load_state(out, like))]
 
 
@@ -94,22 +94,22 @@ DATA_PARALLEL_CHECK = """
 import sys
 import jax, numpy as np
 import score
-from experiments import parallel, train
+from experiments import parallel, train, training
 from experiments.data import load_dataset
 assert jax.device_count() == 6, jax.devices()
 # The largest count that divides the batch: 128 and 16 on 4 of 6 devices, 18 on all 6.
 assert [parallel.devices_for(b) for b in (128, 16, 18, 7)] == [4, 4, 6, 1]
-config = train.resolve(train.TrainConfig(preset="digits", batch_size=16, steps=10))
-optimizer = train.make_optimizer(config)
+config = training.resolve(training.TrainConfig(preset="digits", batch_size=16, steps=10))
+optimizer = training.make_optimizer(config)
 data = load_dataset("digits", "train")
 results = []
 for shardings in (parallel.data_parallel(1), parallel.data_parallel(16)):
     replicated, batch_sharding = shardings
-    state = jax.device_put(train.init_state(score.PRESETS["digits"], 0, optimizer), replicated)
+    state = jax.device_put(training.init_state(score.PRESETS["digits"], 0, optimizer), replicated)
     for step in range(2):
-        index = train.batch_indices(0, step, len(data.labels), 16)
+        index = training.batch_indices(0, step, len(data.labels), 16)
         batch = jax.device_put((data.images[index], data.labels[index]), batch_sharding)
-        state, loss = train.train_step(state, *batch, optimizer, train.StepSettings.of(config))
+        state, loss = training.train_step(state, *batch, optimizer, training.StepSettings.of(config))
     results.append(jax.tree.leaves(state))
 assert len(results[1][0].sharding.device_set) == 4
 for one, four in zip(*results, strict=True):
@@ -133,15 +133,15 @@ def test_any_device_count_gives_the_single_device_step(tmp_path):
 
 def test_ema_warm_up_forgets_the_initialisation():
     """The EMA weight of step t is 1 - min(decay, (1 + t) / (10 + t)), not a fixed 1 - decay."""
-    config = train.resolve(train.TrainConfig(preset="digits", batch_size=4, lr_schedule="constant",
+    config = training.resolve(training.TrainConfig(preset="digits", batch_size=4, lr_schedule="constant",
                                              warmup_steps=1, ema_decay=0.999))
-    optimizer = train.make_optimizer(config)
-    settings = train.StepSettings.of(config)
-    state = train.init_state(score.PRESETS["digits"], 0, optimizer)
+    optimizer = training.make_optimizer(config)
+    settings = training.StepSettings.of(config)
+    state = training.init_state(score.PRESETS["digits"], 0, optimizer)
     images, labels = np.full((4, 8, 8, 1), 128, np.uint8), np.arange(4)
     for _ in range(2):  # step 0 has learning rate 0 (warm-up), step 1 moves the parameters
-        state, _ = train.train_step(state, images, labels, optimizer, settings)
-    init = train.init_state(score.PRESETS["digits"], 0, optimizer).model
+        state, _ = training.train_step(state, images, labels, optimizer, settings)
+    init = training.init_state(score.PRESETS["digits"], 0, optimizer).model
     params = lambda model: jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array))
     moved = False
     for ema, start, now in zip(params(state.ema_model), params(init), params(state.model), strict=True):
