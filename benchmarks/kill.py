@@ -2,16 +2,17 @@
 
     python -m benchmarks.kill --out results/digits/kill_test   # about 15 minutes on 2 cores
 
-Training: a short digits run (`--steps 400 --checkpoint-every 20`, one log line per
+Training: a short digits run (`--steps 800 --checkpoint-every 20`, one log line per
 step) is killed `--kills` times, each at a moment drawn uniformly from
 [1, 30] s after its (re)start (seeded), and resumed each time (`--resume` once a
 checkpoint exists); then it runs to the end. Its `checkpoint.eqx` (parameters, EMA,
 optimiser state, step, key) must equal, byte for byte, the one of the same command
-never killed. Lost steps per kill: the last step logged before the kill minus the step
-the next start resumes from (at most `--checkpoint-every`).
+never killed. Lost steps per kill: the last step that start logged before the kill minus
+the step the next start resumes from (at most `--checkpoint-every`).
 
-Table 1: `experiments.table1 --limit 40` on the uninterrupted run, killed 3 times
-(seeded moments in [5, 40] s) and resumed, against the same command never killed:
+Table 1: `experiments.table1 --limit 40 --images-per-solve 4` on the uninterrupted run,
+killed 3 times (seeded moments between 0.3 and 1 times the uninterrupted command's time)
+and resumed, against the same command never killed:
 `table1.json` must agree in everything but timings.
 
 Writes `kills.jsonl` (one line per kill) and `summary.json` in --out (the run folders go
@@ -32,9 +33,9 @@ import numpy as np
 
 from experiments.files import read_lines, write_json, write_lines
 
-TRAINING = ["--preset", "digits", "--steps", "400", "--checkpoint-every", "20", "--log-every", "1",
+TRAINING = ["--preset", "digits", "--steps", "800", "--checkpoint-every", "20", "--log-every", "1",
             "--samples-per-class", "0"]
-TABLE1 = ["--limit", "40"]
+TABLE1 = ["--limit", "40", "--images-per-solve", "4"]
 TIMINGS = ("images_per_second",)
 
 
@@ -66,9 +67,18 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _last_logged_step(run: Path) -> int:
+def _log_identity(run: Path) -> int | None:
+    """The log's inode: a start rewrites the log (trimmed to its checkpoint) before its first step."""
+    path = run / "log.jsonl"
+    return path.stat().st_ino if path.exists() else None
+
+
+def _last_step_logged_since(run: Path, identity: int | None, started_at: int) -> int:
+    """The last step this start logged (`started_at` if it was killed before it rewrote the log)."""
     lines = read_lines(run / "log.jsonl")
-    return lines[-1]["step"] if lines else 0
+    if _log_identity(run) == identity or not lines:
+        return started_at
+    return lines[-1]["step"]
 
 
 def _checkpoint_step(run: Path) -> int:
@@ -85,12 +95,12 @@ def kill_training(scratch: Path, kills: int, rng: np.random.Generator) -> dict:
     for kill in range(kills):
         resume = ["--resume"] if (killed / "checkpoint.eqx").exists() else []
         moment = float(rng.uniform(1, 30))
-        start_step = _checkpoint_step(killed)
+        start_step, identity = _checkpoint_step(killed), _log_identity(killed)
         was_killed = _kill_after(_module("experiments.train", [*TRAINING, "--out", str(killed), *resume]), moment)
-        reached = _last_logged_step(killed)
+        reached = _last_step_logged_since(killed, identity, start_step)
         resumes_from = _checkpoint_step(killed)
         records.append({"kill": kill, "seconds_after_start": round(moment, 2), "killed": was_killed,
-                        "started_at_step": start_step, "last_logged_step": reached,
+                        "started_at_step": start_step, "last_step_logged": reached,
                         "resumes_from_step": resumes_from, "lost_steps": max(0, reached - resumes_from)})
         print(json.dumps(records[-1]), flush=True)
     _run_to_end(_module("experiments.train", [*TRAINING, "--out", str(killed), "--resume"]))
@@ -109,10 +119,10 @@ def _without_timings(summary: dict) -> dict:
 def kill_table1(scratch: Path, run: Path, rng: np.random.Generator) -> dict:
     reference, killed = scratch / "table1" / "never_killed", scratch / "table1" / "killed"
     common = ["--run", str(run), *TABLE1]
-    _run_to_end(_module("experiments.table1", [*common, "--out", str(reference)]))
+    seconds = _run_to_end(_module("experiments.table1", [*common, "--out", str(reference)]))
     records = []
     for kill in range(3):
-        moment = float(rng.uniform(5, 40))
+        moment = float(rng.uniform(0.3, 1.0) * seconds)
         was_killed = _kill_after(_module("experiments.table1", [*common, "--out", str(killed)]), moment)
         done = len(read_lines(killed / "images.jsonl"))
         records.append({"kill": kill, "seconds_after_start": round(moment, 2), "killed": was_killed,
@@ -122,7 +132,7 @@ def kill_table1(scratch: Path, run: Path, rng: np.random.Generator) -> dict:
     summaries = [json.loads((folder / "table1.json").read_text()) for folder in (reference, killed)]
     differing = sorted(k for k in _without_timings(summaries[0])
                        if _without_timings(summaries[0])[k] != _without_timings(summaries[1]).get(k))
-    return {"command": TABLE1, "kills": records, "table1_json_equal_but_timings": not differing,
+    return {"command": TABLE1, "uninterrupted_seconds": round(seconds, 1), "kills": records, "table1_json_equal_but_timings": not differing,
             "differing_keys": differing}
 
 
