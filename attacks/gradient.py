@@ -37,7 +37,7 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from attacks.pgd import GradientFn
 from classify import batch_class_log_likelihoods
@@ -118,49 +118,58 @@ def input_gradient(
 
 
 @eqx.filter_jit
-def _gradient_and_cost(noise_fn, sde, image, label, key, num_classes, route, options):
-    """One draw's gradient of the untargeted cross-entropy and its forward evaluations.
+def _gradients_and_costs(noise_fn, sde, images, labels, keys, num_classes, route, options):
+    """One draw's gradient of the untargeted cross-entropy and its forward evaluations, for
+    each image of a batch (with its label and key).
 
-    Compiled on its own, so that every attack on images of one shape (either
+    Compiled on its own, so that every attack on batches of one shape (either
     norm, either mode) reuses one executable instead of compiling a PGD loop
-    around its own copy of the solve and its derivative.
+    around its own copy of the solve and its derivative. The images' solves are
+    vmapped: each keeps its own steps, so its gradient does not depend on its batch.
     """
-    _, grad, _, stats = input_gradient(
-        cross_entropy(label), noise_fn, sde, image, key=key, num_classes=num_classes,
-        route=route, **options,
-    )
-    return grad, jnp.max(stats.num_function_evaluations)
+    def one(image, label, key):
+        _, grad, _, stats = input_gradient(
+            cross_entropy(label), noise_fn, sde, image, key=key, num_classes=num_classes,
+            route=route, **options,
+        )
+        return grad, jnp.max(stats.num_function_evaluations)
+
+    return jax.vmap(one)(images, labels, keys)
 
 
 def attack_gradient_fn(
     noise_fn: LabelNoiseFn,
     sde: AbstractSDE,
-    label: int | Array,
+    labels: Int[Array, " b"],
     *,
-    key: PRNGKeyArray,
+    keys: PRNGKeyArray,
     num_classes: int,
     mode: Literal["fixed", "eot"] = "fixed",
     eot_draws: int = 4,
     route: Route = "solver",
     **options,
 ) -> GradientFn:
-    """The gradient of the untargeted cross-entropy and its forward function
-    evaluations, as `attacks.pgd` wants them.
+    """The gradient of the untargeted cross-entropy and the forward function evaluations,
+    for a batch of images with these labels, as `attacks.pgd` wants them.
 
-    "fixed": the noise and probes of `key` at every step (and at evaluation);
-    "eot": the mean gradient over `eot_draws` fresh draws from each step's key,
-    one compiled solve after another.
+    "fixed": image i's noise and probes come from `keys[i]` at every step (and at
+    evaluation); "eot": the mean gradient over `eot_draws` fresh draws from each
+    step's key, one compiled solve of the batch after another.
     """
-    label = jnp.asarray(label)  # traced, so that every label shares one compiled gradient
+    labels = jnp.asarray(labels)  # traced, so that every label shares one compiled gradient
+    if labels.ndim != 1 or keys.shape != labels.shape:
+        raise ValueError(f"need a batch of labels and one key per label, got shapes {labels.shape} "
+                         f"and {keys.shape}")
 
-    def gradient(image, draw_key):
-        return _gradient_and_cost(noise_fn, sde, image, label, draw_key, num_classes, route, options)
+    def gradients(images, draw_keys):
+        return _gradients_and_costs(noise_fn, sde, images, labels, draw_keys, num_classes, route, options)
 
     if mode == "fixed":
-        return lambda image, step_key: gradient(image, key)
+        return lambda images, step_keys: gradients(images, keys)
     if mode == "eot":
-        def averaged(image, step_key):
-            grads, costs = zip(*(gradient(image, k) for k in jax.random.split(step_key, eot_draws)))
+        def averaged(images, step_keys):
+            draws = jax.vmap(lambda k: jax.random.split(k, eot_draws))(step_keys)  # image x draw
+            grads, costs = zip(*(gradients(images, draws[:, d]) for d in range(eot_draws)))
             return jnp.mean(jnp.stack(grads), axis=0), sum(costs)
 
         return averaged

@@ -1,11 +1,14 @@
 """Projected gradient descent (Madry et al. 2018) on images with pixels in [0, 1].
 
-The attack ascends a loss whose gradient `gradient_fn(image, key)` supplies
-(with its cost, e.g. function evaluations, which the attack sums);
-`key` changes at every step, so the same loop runs both modes of a randomised
-classifier: a gradient that ignores it (fixed noise and probes, the paper's
-worst case for a deterministic model) or one that averages fresh draws
-(expectation over transformation, EOT).
+PGD attacks a batch of images at once, each on its own: the attack ascends a
+loss whose gradient `gradient_fn(images, keys)` supplies for the whole batch
+(with each image's cost, e.g. function evaluations, which the attack sums), so
+that one compiled gradient serves every image of the batch (and the batch can
+be split over devices). The keys, one per image, change at every step, so the
+same loop runs both modes of a randomised classifier: a gradient that ignores
+them (fixed noise and probes, the paper's worst case for a deterministic
+model) or one that averages fresh draws (expectation over transformation, EOT).
+One image is a batch of one; an image's attack does not depend on its batch.
 """
 
 import dataclasses
@@ -14,10 +17,11 @@ from typing import Literal
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-# gradient_fn(image, key) -> (gradient, cost): the cost (e.g. function evaluations) is summed.
-GradientFn = Callable[[Float[Array, "*d"], PRNGKeyArray], tuple[Float[Array, "*d"], Array]]
+# gradient_fn(images, keys) -> (gradients, costs), one key and one cost per image: the costs
+# (e.g. function evaluations) are summed over the steps.
+GradientFn = Callable[[Float[Array, "b *d"], PRNGKeyArray], tuple[Float[Array, "b *d"], Int[Array, " b"]]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,20 +75,23 @@ def ascent_step(attack: PGD, gradient: Float[Array, "*d"]) -> Float[Array, "*d"]
 
 
 def pgd(
-    gradient_fn: GradientFn, image: Float[Array, "*d"], *, key: PRNGKeyArray, attack: PGD
-) -> tuple[Float[Array, "*d"], Array]:
-    """The adversarial image after `attack.steps` projected ascent steps from `image`,
-    and the summed cost that `gradient_fn` reported.
+    gradient_fn: GradientFn, images: Float[Array, "b *d"], *, keys: PRNGKeyArray, attack: PGD
+) -> tuple[Float[Array, "b *d"], Int[Array, " b"]]:
+    """The adversarial images after `attack.steps` projected ascent steps from `images`
+    (image i's random start and step keys from `keys[i]`), and each image's summed cost.
 
     The steps are a Python loop: each calls `gradient_fn`, which should be
     compiled on its own (as `attacks.attack_gradient_fn`'s is), so that
     attacks of every norm and step count share its executable. Compiling the
     loop as a whole would compile the ODE's derivative again for each attack.
     """
-    start_key, steps_key = jax.random.split(key)
-    x = random_start(attack, image, start_key) if attack.random_start else image
-    cost = jnp.zeros((), jnp.int32)
+    if keys.shape != images.shape[:1]:
+        raise ValueError(f"need one key per image, shape {images.shape[:1]}, got keys of shape {keys.shape}")
+    start_keys, steps_keys = jnp.moveaxis(jax.vmap(jax.random.split)(keys), 1, 0)
+    x = jax.vmap(lambda i, k: random_start(attack, i, k))(images, start_keys) if attack.random_start else images
+    step = jax.vmap(lambda i, x_, g: project(attack, i, x_ + ascent_step(attack, g)))
+    cost = jnp.zeros(images.shape[:1], jnp.int32)
     for i in range(attack.steps):
-        gradient, step_cost = gradient_fn(x, jax.random.fold_in(steps_key, i))
-        x, cost = project(attack, image, x + ascent_step(attack, gradient)), cost + step_cost
+        gradients, step_costs = gradient_fn(x, jax.vmap(lambda k: jax.random.fold_in(k, i))(steps_keys))
+        x, cost = step(images, x, gradients), cost + step_costs
     return x, cost

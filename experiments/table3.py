@@ -35,7 +35,8 @@ from experiments.estimates import PRESET_EVALUATION, seconds_per_image
 from experiments.files import write_npz
 from experiments.plotting import pyplot as plt
 from experiments.plotting import save_png
-from experiments.results import claim, evaluation_order, run_chunks, settings_of, write_summary
+from experiments.parallel import data_parallel, split_or_replicated
+from experiments.results import chunked, claim, evaluation_order, run_chunks, settings_of, write_summary
 from experiments.runs import load_run
 from likelihood import Hutchinson
 from sde import SubVPSDE
@@ -66,6 +67,8 @@ class Table3Config:
     probes: int | None = option("Rademacher probes per solve (default: table1's)")
     rtol: float | None = option("relative tolerance of every solve (default: table1's)")
     atol: float | None = option("absolute tolerance of every solve (default: table1's)")
+    images_per_batch: int = option(
+        "images attacked together, in one compiled gradient split over the devices", 10)
     examples: int = option("clean / adversarial / perturbation triples in examples.png", 4)
     seed: int = option("seed of the subset, the noise, the probes and the random starts", 0)
     data: str | None = option("data source: a local folder, 'hub', or None for the default")
@@ -84,16 +87,21 @@ class AttackSettings:
 
 
 @eqx.filter_jit
-def _log_likelihoods(model, image, key, options) -> tuple[Array, Array]:
-    log_probs, stats = image_log_likelihoods(model, SubVPSDE(), image, key=key, **options)
-    return log_probs, jnp.max(stats.num_function_evaluations)
+def _log_likelihoods(model, images, keys, options) -> tuple[Array, Array]:
+    """log p(x | y) for every label of each image, and each image's forward evaluations."""
+    def one(image, key):
+        log_probs, stats = image_log_likelihoods(model, SubVPSDE(), image, key=key, **options)
+        return log_probs, jnp.max(stats.num_function_evaluations)
+
+    return jax.vmap(one)(images, keys)
 
 
-def attack_image(model, image, label, key, settings: AttackSettings) -> dict:
-    """Clean and attacked log p(x | y) of one image, the adversarial images and the costs.
+def attack_images(model, images, labels, keys, settings: AttackSettings) -> dict:
+    """Clean and attacked log p(x | y) of a batch of images, the adversarial images and
+    the costs (image i's noise, probes and random starts from `keys[i]`).
 
     Two compiled functions serve all of it (the forward log-likelihoods and one
-    draw's gradient), whatever the image, label, norm or mode.
+    draw's gradient), whatever the images, labels, norm or mode.
     """
     options = dict(num_classes=model.config.num_classes, divergence=Hutchinson(settings.probes),
                    rtol=settings.rtol, atol=settings.atol)
@@ -104,20 +112,24 @@ def attack_image(model, image, label, key, settings: AttackSettings) -> dict:
     gradient_model = score.for_reverse_mode(model) if reverse else model
     gradient_options = {**options,
                         "divergence": Hutchinson(settings.probes, mode="reverse" if reverse else "forward")}
-    fixed_key, start_key, eot_key, judge_key = jax.random.split(key, 4)
-    clean, clean_nfe = _log_likelihoods(model, image, fixed_key, options)
+    fixed_keys, start_keys, eot_keys, judge_keys = jnp.moveaxis(jax.vmap(lambda k: jax.random.split(k, 4))(keys), 1, 0)
+    clean, clean_nfe = _log_likelihoods(model, images, fixed_keys, options)
     result = {"clean": clean, "clean_nfe": clean_nfe}
     for norm, attack in zip(NORMS, settings.attacks):
         for mode in MODES:
-            gradient_fn = attack_gradient_fn(gradient_model, SubVPSDE(), label,
-                                             key=fixed_key, mode=mode, eot_draws=settings.eot_draws,
+            gradient_fn = attack_gradient_fn(gradient_model, SubVPSDE(), labels,
+                                             keys=fixed_keys, mode=mode, eot_draws=settings.eot_draws,
                                              route=settings.route, **gradient_options)
-            start = jax.random.fold_in(start_key if mode == "fixed" else eot_key, NORMS.index(norm))
-            adversarial, nfe = pgd(gradient_fn, image, key=start, attack=attack)
-            judge = fixed_key if mode == "fixed" else judge_key
+            starts = _fold_in(start_keys if mode == "fixed" else eot_keys, NORMS.index(norm))
+            adversarial, nfe = pgd(gradient_fn, images, keys=starts, attack=attack)
+            judge = fixed_keys if mode == "fixed" else judge_keys
             log_probs, _ = _log_likelihoods(model, adversarial, judge, options)
-            result[f"{norm}_{mode}"] = {"scores": log_probs, "image": adversarial, "cost": nfe}
+            result[f"{norm}_{mode}"] = {"scores": log_probs, "images": adversarial, "cost": nfe}
     return result
+
+
+def _fold_in(keys, data: int):
+    return jax.vmap(lambda k: jax.random.fold_in(k, data))(keys)
 
 
 def _wrn_inputs(x: Array) -> Array:
@@ -128,25 +140,26 @@ def _wrn_inputs(x: Array) -> Array:
 
 @eqx.filter_jit
 def _wrn_logits(model, x: Array) -> Array:
-    return model(_wrn_inputs(x))
+    return jax.vmap(model)(_wrn_inputs(x))
 
 
 @eqx.filter_jit
-def _wrn_gradient(model, x: Array, label: Array) -> Array:
-    return jax.grad(lambda x_: cross_entropy(label)(model(_wrn_inputs(x_))))(x)
+def _wrn_gradients(model, x: Array, labels: Array) -> tuple[Array, Array]:
+    loss = lambda image, label: cross_entropy(label)(model(_wrn_inputs(image)))
+    return jax.vmap(jax.grad(loss))(x, labels), jnp.ones(labels.shape, jnp.int32)
 
 
-def attack_image_discriminative(model, image, label, key, settings: AttackSettings) -> dict:
-    """Clean and attacked logits of one image under a WideResNet, as `attack_image` does for
-    log p(x | y). The network is deterministic, so the fixed and EOT modes are one attack
-    ("fixed"); the cost counts gradients, one network pass forward and back each. One
-    compiled gradient serves every image."""
-    label = jnp.asarray(label)
-    result = {"clean": _wrn_logits(model, image)}
+def attack_images_discriminative(model, images, labels, keys, settings: AttackSettings) -> dict:
+    """Clean and attacked logits of a batch of images under a WideResNet, as `attack_images`
+    does for log p(x | y). The network is deterministic, so the fixed and EOT modes are one
+    attack ("fixed"); the cost counts gradients, one network pass forward and back each.
+    One compiled gradient serves every batch."""
+    labels = jnp.asarray(labels)
+    result = {"clean": _wrn_logits(model, images)}
     for norm, attack in zip(NORMS, settings.attacks):
-        adversarial, cost = pgd(lambda x, _: (_wrn_gradient(model, x, label), jnp.int32(1)), image,
-                                key=jax.random.fold_in(key, NORMS.index(norm)), attack=attack)
-        result[f"{norm}_fixed"] = {"scores": _wrn_logits(model, adversarial), "image": adversarial,
+        adversarial, cost = pgd(lambda x, _: _wrn_gradients(model, x, labels), images,
+                                keys=_fold_in(keys, NORMS.index(norm)), attack=attack)
+        result[f"{norm}_fixed"] = {"scores": _wrn_logits(model, adversarial), "images": adversarial,
                                    "cost": cost}
     return result
 
@@ -160,6 +173,8 @@ def _norm(delta: np.ndarray, norm: str) -> float:
 
 
 def evaluate(config: Table3Config) -> dict:
+    if config.images_per_batch < 1:
+        raise ValueError(f"--images-per-batch must be at least 1, got {config.images_per_batch}")
     run = load_run(config.run)
     preset = run.config.preset
     defaults = PRESET_EVALUATION[preset]
@@ -182,39 +197,46 @@ def evaluate(config: Table3Config) -> dict:
     examples = dict(np.load(examples_path)) if examples_path.exists() else {}
     key = jax.random.key(config.seed)
     discriminative = run.config.model == "wrn"
-    attack = attack_image_discriminative if discriminative else attack_image
+    attack = attack_images_discriminative if discriminative else attack_images
     modes = ("fixed",) if discriminative else MODES
     scores, cost = LINE_KEYS[run.config.model]
+    shardings = data_parallel(config.images_per_batch)
+    model = jax.device_put(run.model, shardings[0])
 
     def attack_chunk(indices, compiling: bool) -> list[dict]:
-        (index,) = indices  # one image at a time
-        image = jnp.moveaxis(jnp.asarray(test.images[index], jnp.float32) / 255, -1, 0)
-        label = int(test.labels[index])
-        shown = index in order[:config.examples]  # the first images are the examples
+        pixels = np.moveaxis(test.images[indices].astype(np.float32) / 255, -1, 1)
+        labels = test.labels[indices].astype(np.int32)
+        keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.asarray(indices))
+        split = split_or_replicated(len(indices), *shardings)
         began = time.perf_counter()
-        result = jax.block_until_ready(
-            attack(run.model, image, label, jax.random.fold_in(key, int(index)), settings))
-        line = {"index": int(index), "label": label,
-                "clean_prediction": int(jnp.argmax(result["clean"])),
-                f"clean_{scores}": np.asarray(result["clean"]).tolist(),
-                "seconds": time.perf_counter() - began, "compiling": compiling}
-        for norm in NORMS:
-            for mode in modes:
-                attacked = result[f"{norm}_{mode}"]
-                line[f"{norm}_{mode}"] = {
-                    "prediction": int(jnp.argmax(attacked["scores"])),
-                    scores: np.asarray(attacked["scores"]).tolist(),
-                    "perturbation_norm": _norm(np.asarray(attacked["image"] - image), norm),
-                    cost: int(attacked["cost"]),
-                }
-                if shown:
-                    examples[f"{index}_clean"] = np.asarray(image)
-                    examples[f"{index}_{norm}_{mode}"] = np.asarray(attacked["image"])
-        if shown:
+        result = jax.device_get(jax.block_until_ready(
+            attack(model, *jax.device_put((pixels, labels, keys), split), settings)))
+        seconds = (time.perf_counter() - began) / len(indices)  # the batch's time, shared out
+        lines = []
+        for i, index in enumerate(indices):
+            line = {"index": int(index), "label": int(labels[i]),
+                    "clean_prediction": int(np.argmax(result["clean"][i])),
+                    f"clean_{scores}": result["clean"][i].tolist(),
+                    "seconds": seconds, "compiling": compiling}
+            shown = index in order[:config.examples]  # the first images are the examples
+            for norm in NORMS:
+                for mode in modes:
+                    attacked = result[f"{norm}_{mode}"]
+                    line[f"{norm}_{mode}"] = {
+                        "prediction": int(np.argmax(attacked["scores"][i])),
+                        scores: attacked["scores"][i].tolist(),
+                        "perturbation_norm": _norm(attacked["images"][i] - pixels[i], norm),
+                        cost: int(attacked["cost"][i]),
+                    }
+                    if shown:
+                        examples[f"{index}_clean"] = pixels[i]
+                        examples[f"{index}_{norm}_{mode}"] = attacked["images"][i]
+            lines.append(line)
+        if any(index in order[:config.examples] for index in indices):
             write_npz(examples_path, examples)
-        return [line]
+        return lines
 
-    records = run_chunks(results_path, [[index] for index in order], attack_chunk, desc="table3")
+    records = run_chunks(results_path, chunked(order, config.images_per_batch), attack_chunk, desc="table3")
     summary = summarize(records, run.label, preset, saved_settings)
     write_summary(out, "table3", summary, markdown_table(summary))
     _plot_examples(out, records, examples)

@@ -60,8 +60,8 @@ def test_projection_and_random_start_stay_in_the_ball_and_the_pixel_range(seed, 
     image_key, candidate_key, start_key = jax.random.split(jax.random.key(seed), 3)
     image = jax.random.uniform(image_key, (2, 3, 3))
     candidate = image + jax.random.normal(candidate_key, image.shape)
-    constant = lambda x, k: (jnp.ones_like(x), jnp.int32(1))
-    attacked, cost = pgd(constant, image, key=start_key, attack=attack)
+    constant = lambda x, k: (jnp.ones_like(x), jnp.ones(len(x), jnp.int32))
+    (attacked,), (cost,) = pgd(constant, image[None], keys=start_key[None], attack=attack)
     assert int(cost) == 3  # one per step
     for x in (project(attack, image, candidate), attacked):
         assert float(jnp.min(x)) >= 0 and float(jnp.max(x)) <= 1
@@ -74,13 +74,16 @@ def test_pgd_steps_follow_the_gradient():
     """A constant gradient: L-inf walks to the corner of the box, L2 along the gradient."""
     image = jnp.full((4,), 0.5)
     gradient = jnp.array([1.0, -2.0, 0.5, 0.0])
-    constant = lambda x, k: (gradient, jnp.int32(0))
-    linf, _ = pgd(constant, image, key=jax.random.key(0),
-               attack=PGD("linf", epsilon=0.1, step_size=0.03, steps=5, random_start=False))
-    np.testing.assert_allclose(linf, image + 0.1 * jnp.sign(gradient), rtol=1e-6)
-    l2, _ = pgd(constant, image, key=jax.random.key(0),
-             attack=PGD("l2", epsilon=0.2, step_size=0.05, steps=10, random_start=False))
-    np.testing.assert_allclose(l2, image + 0.2 * gradient / jnp.linalg.norm(gradient), rtol=1e-5)
+    constant = lambda x, k: (jnp.broadcast_to(gradient, x.shape), jnp.zeros(len(x), jnp.int32))
+    keys = jax.random.split(jax.random.key(0), 2)
+    linf, _ = pgd(constant, jnp.stack([image, image]), keys=keys,
+                  attack=PGD("linf", epsilon=0.1, step_size=0.03, steps=5, random_start=False))
+    np.testing.assert_allclose(linf, jnp.stack(2 * [image + 0.1 * jnp.sign(gradient)]), rtol=1e-6)
+    l2, _ = pgd(constant, image[None], keys=keys[:1],
+                attack=PGD("l2", epsilon=0.2, step_size=0.05, steps=10, random_start=False))
+    np.testing.assert_allclose(l2[0], image + 0.2 * gradient / jnp.linalg.norm(gradient), rtol=1e-5)
+    with pytest.raises(ValueError, match="one key per image"):
+        pgd(constant, image[None], keys=keys, attack=PGD("l2", 0.2, 0.05, 1))
 
 
 def test_routes_agree_and_modes_differ_as_documented():
@@ -95,17 +98,25 @@ def test_routes_agree_and_modes_differ_as_documented():
     }
     np.testing.assert_allclose(gradients["adjoint"], gradients["solver"], rtol=1e-2, atol=1e-3)
 
-    fixed = attack_gradient_fn(noise_fn, SDE, 0, key=key, mode="fixed", **OPTIONS)
-    step_keys = jax.random.split(jax.random.key(7), 2)
-    (first, nfe), (second, _) = fixed(image, step_keys[0]), fixed(image, step_keys[1])
+    # A batch of two: the image above with its key, and another image and label; each
+    # image's gradient is the one it has alone.
+    other = jax.random.uniform(jax.random.key(8), (num_dims,), minval=0.2, maxval=0.8)
+    images, labels, keys = jnp.stack([image, other]), jnp.array([0, 2]), jnp.stack([key, jax.random.key(9)])
+    fixed = attack_gradient_fn(noise_fn, SDE, labels, keys=keys, mode="fixed", **OPTIONS)
+    step_keys = [jax.random.split(k, 2) for k in jax.random.split(jax.random.key(7), 2)]
+    (first, nfe), (second, _) = fixed(images, step_keys[0]), fixed(images, step_keys[1])
     np.testing.assert_array_equal(first, second)
-    np.testing.assert_allclose(first, gradients["solver"], rtol=1e-5, atol=1e-5)
-    eot = attack_gradient_fn(noise_fn, SDE, 0, key=key, mode="eot", eot_draws=2, **OPTIONS)
-    (first, eot_nfe), (second, _) = eot(image, step_keys[0]), eot(image, step_keys[1])
+    np.testing.assert_allclose(first[0], gradients["solver"], rtol=1e-5, atol=1e-5)
+    alone = attack_gradient_fn(noise_fn, SDE, labels[1:], keys=keys[1:], mode="fixed", **OPTIONS)
+    np.testing.assert_allclose(first[1], alone(images[1:], step_keys[0][1:])[0][0], rtol=1e-5, atol=1e-6)
+    eot = attack_gradient_fn(noise_fn, SDE, labels, keys=keys, mode="eot", eot_draws=2, **OPTIONS)
+    (first, eot_nfe), (second, _) = eot(images, step_keys[0]), eot(images, step_keys[1])
     assert not np.allclose(first, second)
-    assert int(nfe) > 0 and int(eot_nfe) > int(nfe)  # two solves' evaluations
+    assert nfe.shape == (2,) and np.all(nfe > 0) and np.all(eot_nfe > nfe)  # two solves' evaluations
     with pytest.raises(ValueError, match="mode must be"):
-        attack_gradient_fn(noise_fn, SDE, 0, key=key, mode="other", **OPTIONS)
+        attack_gradient_fn(noise_fn, SDE, labels, keys=keys, mode="other", **OPTIONS)
+    with pytest.raises(ValueError, match="one key per label"):
+        attack_gradient_fn(noise_fn, SDE, labels, keys=key, **OPTIONS)
 
 
 def tiny_score_net(dtype) -> "score.ScoreNet":

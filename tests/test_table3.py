@@ -8,7 +8,7 @@ from experiments import table3
 from tests.conftest import interrupted_then_resumed
 
 FAST = ["--limit", "2", "--steps", "1", "--eot-draws", "2", "--probes", "1", "--rtol", "1e-2",
-        "--atol", "1e-2", "--examples", "1"]
+        "--atol", "1e-2", "--examples", "1", "--images-per-batch", "1"]
 
 
 def run(tiny_run, out, *extra):
@@ -16,7 +16,7 @@ def run(tiny_run, out, *extra):
 
 
 def test_results_files_and_resume(tiny_run, tmp_path, monkeypatch):
-    summary, calls = interrupted_then_resumed(monkeypatch, table3, "attack_image",
+    summary, calls = interrupted_then_resumed(monkeypatch, table3, "attack_images",
                                               lambda: run(tiny_run, tmp_path), interrupt_at=2)
     assert calls == 1  # the first image came from images.jsonl
 

@@ -1,0 +1,79 @@
+"""PGD one image at a time against a batch of images in one compiled gradient.
+
+    python -m benchmarks.attacks --run runs/digits    # about 5 minutes on 2 cores
+
+table3's gradient (the untargeted cross-entropy of log p(x | .) through the solver, the
+reverse-mode network, table1's probes and tolerances) in table3's fixed mode, for
+--images test images: `attacks.pgd` called on each image alone (as table3 did before it
+batched), against one call on the whole batch split over the devices (as it does now).
+Prints seconds per image and PGD step for both, their ratio, and the largest difference
+between the two adversarial images of an image (the same up to float rounding).
+"""
+
+import argparse
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import score
+from attacks import PGD, attack_gradient_fn, pgd
+from experiments.data import load_dataset
+from experiments.estimates import PRESET_EVALUATION
+from experiments.parallel import data_parallel
+from experiments.runs import load_run
+from likelihood import Hutchinson
+from sde import SubVPSDE
+
+
+def attack(model, images, labels, keys, options, steps: int):
+    gradient_fn = attack_gradient_fn(model, SubVPSDE(), labels, keys=keys, mode="fixed", **options)
+    linf = PGD("linf", 8 / 255, 2.5 * (8 / 255) / steps, steps)
+    return jax.block_until_ready(pgd(gradient_fn, images, keys=keys, attack=linf))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.attacks", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", type=Path, default=Path("runs/digits"))
+    parser.add_argument("--images", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=2)
+    args = parser.parse_args()
+    run = load_run(args.run)
+    defaults = PRESET_EVALUATION[run.config.preset]
+    options = dict(num_classes=run.model.config.num_classes, route="solver",
+                   divergence=Hutchinson(defaults["probes"], mode="reverse"),
+                   rtol=defaults["rtol"], atol=defaults["atol"])
+    model = score.for_reverse_mode(run.model)
+    test = load_dataset(run.config.preset, "test")
+    images = jnp.moveaxis(jnp.asarray(test.images[:args.images], jnp.float32) / 255, -1, 1)
+    labels = jnp.asarray(test.labels[:args.images], jnp.int32)
+    keys = jax.random.split(jax.random.key(0), args.images)
+
+    attack(model, images[:1], labels[:1], keys[:1], options, 1)  # compile the batch-of-one gradient
+    start = time.perf_counter()
+    alone = [attack(model, images[i:i + 1], labels[i:i + 1], keys[i:i + 1], options, args.steps)[0]
+             for i in range(args.images)]
+    one_at_a_time = time.perf_counter() - start
+
+    replicated, split = data_parallel(args.images)
+    model = jax.device_put(model, replicated)
+    batch = jax.device_put((images, labels, keys), split)
+    attack(model, *batch, options, 1)  # compile the batch's gradient
+    start = time.perf_counter()
+    together, _ = attack(model, *batch, options, args.steps)
+    batched = time.perf_counter() - start
+
+    per = lambda seconds: seconds / (args.images * args.steps)
+    difference = float(np.max(np.abs(np.concatenate(alone) - np.asarray(together))))
+    print(f"{run.config.preset}: {args.images} images, L-inf PGD, {args.steps} steps, fixed noise, "
+          f"{defaults['probes']} probes, rtol {defaults['rtol']}; {split.mesh.size} device(s) for the batch")
+    print("| PGD | seconds per image and step | ratio |\n| --- | ---: | ---: |")
+    print(f"| one image at a time | {per(one_at_a_time):.2f} | 1.00 |")
+    print(f"| {args.images} images in one call | {per(batched):.2f} | {batched / one_at_a_time:.2f} |")
+    print(f"largest difference between an image's two adversarial images: {difference:.2e}")
+
+
+if __name__ == "__main__":
+    main()
