@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from experiments import checkpoint, table1, table2, train
+from experiments import checkpoint, table1, table2, table3, train
 from tests.conftest import TINY_TRAINING
 
 
@@ -46,6 +46,8 @@ CASES = [
      ValueError, "--probes must be at least 1, got 0"),
     ("--images-per-solve 0", table1.main, ["--run", "RUN", "--out", "OUT", "--images-per-solve", "0"],
      None, ValueError, "--images-per-solve must be at least 1, got 0"),
+    ("--images-per-batch 0", table3.main, ["--run", "RUN", "--out", "OUT", "--images-per-batch", "0"],
+     None, ValueError, "--images-per-batch must be at least 1, got 0"),
     ("unknown corruption", table2.main, ["--run", "RUN", "--out", "OUT", "--corruptions", "frost"], None,
      ValueError, "unknown 'frost' \\(left out"),
 ]

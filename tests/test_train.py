@@ -40,6 +40,8 @@ def test_run_folder_contents(tiny_run):
 
 def test_resume_is_bit_identical(tiny_run, tmp_path):
     run(tmp_path, 2)
+    with (tmp_path / "log.jsonl").open("a") as log:
+        log.write('{"step": 3, "lo')  # a kill in the middle of a line (benchmarks/kill.py kills for real)
     run(tmp_path, 4, "--resume")
     for resumed, uninterrupted in zip(saved_leaves(tmp_path), saved_leaves(tiny_run), strict=True):
         np.testing.assert_array_equal(resumed, uninterrupted)
