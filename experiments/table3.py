@@ -10,10 +10,11 @@ same dequantisation noise and probes at every step and at evaluation) and EOT
 judged on one fresh draw, the same for every EOT attack on that image). An
 image counts as robust only if it is classified correctly both clean and
 after the attack. Gradients go through the ODE by --route (see
-`attacks.gradient`). Per-image results go to `images.jsonl` as they come and a
-rerun continues from them; `table3.json` and `table3.md` (beside the paper's
-published rows) hold the summary, `examples.png` clean / adversarial /
-perturbation triples.
+`attacks.gradient`), for --images-per-batch images at once, split over the
+devices. Per-image results go to `images.jsonl` a batch at a time, and a
+rerun continues from the last whole batch; `table3.json` and `table3.md`
+(beside the paper's published rows) hold the summary, `examples.png` clean /
+adversarial / perturbation triples.
 """
 
 import dataclasses
