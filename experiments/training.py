@@ -71,7 +71,7 @@ class TrainConfig:
 PRESET_TRAINING: dict[str, dict] = {
     "digits": dict(steps=3000, learning_rate=2e-3, warmup_steps=200, lr_schedule="cosine",
                    ema_decay=0.999, random_flip=False, grad_clip=1.0),
-    # 28x28: 7,000 steps of 128 (15 epochs) at about 1 s each, some two hours on 2 cores. No
+    # 28x28: 7,000 steps of 128 (15 epochs) at about 1.2 s each, some 2.4 hours on 2 cores. No
     # flips: Fashion-MNIST's shoes all point one way, and a mirrored copy only costs capacity.
     "mnist": dict(steps=7000, learning_rate=2e-3, warmup_steps=200, lr_schedule="cosine",
                   ema_decay=0.999, random_flip=False, grad_clip=1.0),
