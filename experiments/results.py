@@ -29,6 +29,7 @@ from experiments import checkpoint
 from experiments.cli import option
 from experiments.files import append_lines, read_lines, write_json, write_lines, write_text
 from experiments.runs import Run
+from experiments.stopping import stops_as_interrupt
 
 RESULTS_FILE = "images.jsonl"
 
@@ -93,21 +94,22 @@ def run_chunks(
     write_lines(path, records)
     bar = tqdm(total=int(boundaries[-1]), initial=len(records), desc=desc, unit="image",
                dynamic_ncols=True, disable=None)
-    try:
-        for number in range(done, len(chunks)):
-            lines = compute(chunks[number], number == done)
-            if len(lines) != len(chunks[number]):
-                raise RuntimeError(f"{desc}: {len(lines)} lines for a chunk of {len(chunks[number])}")
-            append_lines(path, lines)
-            records += lines
-            bar.update(len(lines))
-            if postfix is not None:
-                bar.set_postfix(postfix(records))
-    except KeyboardInterrupt:
-        bar.close()
-        print(f"\ninterrupted after {len(records)} images: results so far in {path}; "
-              "the same command continues from them", file=sys.stderr)
-        raise SystemExit(130) from None
+    with stops_as_interrupt():
+        try:
+            for number in range(done, len(chunks)):
+                lines = compute(chunks[number], number == done)
+                if len(lines) != len(chunks[number]):
+                    raise RuntimeError(f"{desc}: {len(lines)} lines for a chunk of {len(chunks[number])}")
+                append_lines(path, lines)
+                records += lines
+                bar.update(len(lines))
+                if postfix is not None:
+                    bar.set_postfix(postfix(records))
+        except KeyboardInterrupt:
+            bar.close()
+            print(f"\ninterrupted after {len(records)} images: results so far in {path}; "
+                  "the same command continues from them", file=sys.stderr)
+            raise SystemExit(130) from None
     bar.close()
     return records
 

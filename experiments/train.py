@@ -35,6 +35,7 @@ from experiments.data import load_dataset
 from experiments.files import append_lines, read_lines, write_lines
 from experiments.images import save_grid, to_pixels
 from experiments.parallel import data_parallel
+from experiments.stopping import stops_as_interrupt
 from experiments.training import (
     MODELS, PRESET_TRAINING, WRN_TRAINING, StepSettings, TrainConfig, TrainState, batch_indices,
     init_state, make_optimizer, network_config, resolve, train_step,
@@ -147,37 +148,38 @@ def train(config: TrainConfig) -> TrainState:
     samples_per_class = config.samples_per_class if MODELS[config.model].samples else 0
     bar = tqdm(total=config.steps, initial=step, desc=f"train {config.preset} {config.model}", unit="step",
                dynamic_ncols=True, disable=None)
-    try:
-        while step < config.steps:
-            index = batch_indices(config.seed, step, len(data.labels), config.batch_size)
-            batch = jax.device_put((data.images[index], data.labels[index]), batch_sharding)
-            state, loss = train_step(state, *batch, optimizer, settings)
-            step += 1
-            losses.append(loss)
-            bar.update()
-            if step % config.log_every == 0 or step == config.steps:
-                now = time.perf_counter()
-                mean_loss = float(np.mean(jax.device_get(losses)))
-                _check_finite(mean_loss, state, config.out)
-                line = {"step": step, "loss": mean_loss,
-                        "steps_per_second": len(losses) / (now - last_time)}
-                append_lines(log_path, [line])
-                bar.set_postfix(loss=f"{mean_loss:.4f}")
-                losses, last_time = [], now
-            if step % config.checkpoint_every == 0 or step == config.steps:
-                _check_finite(float(np.mean(jax.device_get(losses))) if losses else 0.0, state, config.out)
-                checkpoint.save_state(config.out, state)
-                if config.keep_checkpoints:
-                    checkpoint.save_state(config.out, state, checkpoint.kept_name(step))
-                if samples_per_class:
-                    save_samples(config.out, state, samples_per_class)
-    except KeyboardInterrupt:
-        bar.close()
-        _check_finite(0.0, state, config.out)
-        checkpoint.save_state(config.out, state)
-        print(f"\ninterrupted at step {int(state.step)}: checkpoint saved in {config.out}; "
-              "continue with --resume", file=sys.stderr)
-        raise SystemExit(130)
+    with stops_as_interrupt():
+        try:
+            while step < config.steps:
+                index = batch_indices(config.seed, step, len(data.labels), config.batch_size)
+                batch = jax.device_put((data.images[index], data.labels[index]), batch_sharding)
+                state, loss = train_step(state, *batch, optimizer, settings)
+                step += 1
+                losses.append(loss)
+                bar.update()
+                if step % config.log_every == 0 or step == config.steps:
+                    now = time.perf_counter()
+                    mean_loss = float(np.mean(jax.device_get(losses)))
+                    _check_finite(mean_loss, state, config.out)
+                    line = {"step": step, "loss": mean_loss,
+                            "steps_per_second": len(losses) / (now - last_time)}
+                    append_lines(log_path, [line])
+                    bar.set_postfix(loss=f"{mean_loss:.4f}")
+                    losses, last_time = [], now
+                if step % config.checkpoint_every == 0 or step == config.steps:
+                    _check_finite(float(np.mean(jax.device_get(losses))) if losses else 0.0, state, config.out)
+                    checkpoint.save_state(config.out, state)
+                    if config.keep_checkpoints:
+                        checkpoint.save_state(config.out, state, checkpoint.kept_name(step))
+                    if samples_per_class:
+                        save_samples(config.out, state, samples_per_class)
+        except KeyboardInterrupt:
+            bar.close()
+            _check_finite(0.0, state, config.out)
+            checkpoint.save_state(config.out, state)
+            print(f"\ninterrupted at step {int(state.step)}: checkpoint saved in {config.out}; "
+                  "continue with --resume", file=sys.stderr)
+            raise SystemExit(130)
     bar.close()
     return state
 

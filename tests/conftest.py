@@ -25,14 +25,18 @@ def tiny_run(tmp_path_factory):
     return out
 
 
-def counting(fn, calls: list, interrupt_at: int | None = None):
-    """`fn`, appending to `calls` at every call, and raising KeyboardInterrupt (Ctrl-C)
-    instead of calling it at call number `interrupt_at`."""
+def ctrl_c() -> None:
+    raise KeyboardInterrupt
+
+
+def counting(fn, calls: list, interrupt_at: int | None = None, interrupt=ctrl_c):
+    """`fn`, appending to `calls` at every call, and calling `interrupt` (by default
+    Ctrl-C in a terminal) instead of `fn` at call number `interrupt_at`."""
 
     def wrapped(*args, **kwargs):
         calls.append(1)
         if len(calls) == interrupt_at:
-            raise KeyboardInterrupt
+            interrupt()
         return fn(*args, **kwargs)
 
     return wrapped

@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 
 import score
 from experiments import checkpoint, train, training
-from tests.conftest import TINY_TRAINING, counting
+from tests.conftest import TINY_TRAINING, counting, ctrl_c
 
 def run(out: Path, steps: int, *extra: str) -> None:
     train.main([*TINY_TRAINING, "--out", str(out), "--steps", str(steps), *extra])
@@ -48,14 +49,40 @@ def test_resume_is_bit_identical(tiny_run, tmp_path):
     assert (tmp_path / "log.jsonl").read_text().count("\n") == 2
 
 
-def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_same(tiny_run, tmp_path, monkeypatch):
+class SignalNotHandled(Exception):
+    """Stands in for SIGTERM's default, ending the process, which would end pytest too."""
+
+
+def not_handled(signum, frame):
+    raise SignalNotHandled(signal.Signals(signum).name)
+
+
+def sending(signum: int):
+    return lambda: os.kill(os.getpid(), signum)
+
+
+@pytest.mark.parametrize("interrupt, signum, handler_before", [
+    (ctrl_c, None, None),  # Ctrl-C in a terminal
+    (sending(signal.SIGTERM), signal.SIGTERM, not_handled),  # kill, a job scheduler
+    (sending(signal.SIGINT), signal.SIGINT, signal.SIG_IGN),  # kill -INT to `nohup ... &`
+], ids=["ctrl-c", "sigterm", "sigint-to-a-background-job"])
+def test_stopping_saves_a_checkpoint_and_resume_finishes_the_same(
+    tiny_run, tmp_path, monkeypatch, capsys, interrupt, signum, handler_before
+):
     calls = []
     real_step = train.train_step
-
-    monkeypatch.setattr(train, "train_step", counting(real_step, calls, interrupt_at=3))
-    with pytest.raises(SystemExit) as exit_info:
-        run(tmp_path, 4)
+    monkeypatch.setattr(train, "train_step", counting(real_step, calls, interrupt_at=3, interrupt=interrupt))
+    previous = signal.signal(signum, handler_before) if signum else None
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            run(tmp_path, 4)
+        if signum:
+            assert signal.getsignal(signum) is handler_before  # the loop's handler is gone
+    finally:
+        if signum:
+            signal.signal(signum, previous)
     assert exit_info.value.code == 130
+    assert "interrupted at step 2: checkpoint saved" in capsys.readouterr().err
     monkeypatch.setattr(train, "train_step", real_step)
     run(tmp_path, 4, "--resume")
     for resumed, uninterrupted in zip(saved_leaves(tmp_path), saved_leaves(tiny_run), strict=True):
