@@ -25,6 +25,14 @@ def tiny_run(tmp_path_factory):
     return out
 
 
+class SignalNotHandled(Exception):
+    """Stands in for SIGTERM's default, ending the process, which would end pytest too."""
+
+
+def not_handled(signum, frame):
+    raise SignalNotHandled(signum)
+
+
 def ctrl_c() -> None:
     raise KeyboardInterrupt
 

@@ -7,10 +7,7 @@ import pytest
 
 from experiments.files import read_lines
 from experiments.results import chunked, run_chunks
-
-
-class SignalNotHandled(Exception):
-    """Stands in for SIGTERM's default, ending the process, which would end pytest too."""
+from tests.conftest import not_handled
 
 
 def test_sigterm_keeps_finished_chunks(tmp_path):
@@ -22,9 +19,6 @@ def test_sigterm_keeps_finished_chunks(tmp_path):
             os.kill(os.getpid(), signal.SIGTERM)
         computed.extend(chunk)
         return [{"index": i} for i in chunk]
-
-    def not_handled(signum, frame):
-        raise SignalNotHandled
 
     chunks = chunked(range(7), 3)
     previous = signal.signal(signal.SIGTERM, not_handled)

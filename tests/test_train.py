@@ -14,7 +14,7 @@ import pytest
 
 import score
 from experiments import checkpoint, train, training
-from tests.conftest import TINY_TRAINING, counting, ctrl_c
+from tests.conftest import TINY_TRAINING, counting, ctrl_c, not_handled
 
 def run(out: Path, steps: int, *extra: str) -> None:
     train.main([*TINY_TRAINING, "--out", str(out), "--steps", str(steps), *extra])
@@ -47,14 +47,6 @@ def test_resume_is_bit_identical(tiny_run, tmp_path):
     for resumed, uninterrupted in zip(saved_leaves(tmp_path), saved_leaves(tiny_run), strict=True):
         np.testing.assert_array_equal(resumed, uninterrupted)
     assert (tmp_path / "log.jsonl").read_text().count("\n") == 2
-
-
-class SignalNotHandled(Exception):
-    """Stands in for SIGTERM's default, ending the process, which would end pytest too."""
-
-
-def not_handled(signum, frame):
-    raise SignalNotHandled(signal.Signals(signum).name)
 
 
 def sending(signum: int):
