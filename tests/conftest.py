@@ -6,6 +6,9 @@ settings.register_profile("sbgc", max_examples=8, deadline=None, derandomize=Tru
 settings.load_profile("sbgc")
 
 
+import contextlib  # noqa: E402
+import signal  # noqa: E402
+
 import pytest  # noqa: E402
 
 # A constant learning rate after one warm-up step: the schedule of a run stopped
@@ -31,6 +34,21 @@ class SignalNotHandled(Exception):
 
 def not_handled(signum, frame):
     raise SignalNotHandled(signum)
+
+
+@contextlib.contextmanager
+def signal_handled_by(signum: int | None, handler):
+    """Within the block, `handler` handles `signum` (nothing changes for None); the block
+    must leave it so (the code under test restores what it found); the old one comes back."""
+    if signum is None:
+        yield
+        return
+    previous = signal.signal(signum, handler)
+    try:
+        yield
+        assert signal.getsignal(signum) is handler, "the code under test left its handler behind"
+    finally:
+        signal.signal(signum, previous)
 
 
 def ctrl_c() -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from experiments.files import read_lines
 from experiments.results import chunked, run_chunks
-from tests.conftest import not_handled
+from tests.conftest import not_handled, signal_handled_by
 
 
 def test_sigterm_keeps_finished_chunks(tmp_path):
@@ -21,13 +21,8 @@ def test_sigterm_keeps_finished_chunks(tmp_path):
         return [{"index": i} for i in chunk]
 
     chunks = chunked(range(7), 3)
-    previous = signal.signal(signal.SIGTERM, not_handled)
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            run_chunks(path, chunks, compute, desc="test")
-        assert signal.getsignal(signal.SIGTERM) is not_handled
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    with signal_handled_by(signal.SIGTERM, not_handled), pytest.raises(SystemExit) as exit_info:
+        run_chunks(path, chunks, compute, desc="test")
     assert exit_info.value.code == 130
     assert read_lines(path) == [{"index": i} for i in range(3)]
     computed.clear()

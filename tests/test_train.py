@@ -14,7 +14,7 @@ import pytest
 
 import score
 from experiments import checkpoint, train, training
-from tests.conftest import TINY_TRAINING, counting, ctrl_c, not_handled
+from tests.conftest import TINY_TRAINING, counting, ctrl_c, not_handled, signal_handled_by
 
 def run(out: Path, steps: int, *extra: str) -> None:
     train.main([*TINY_TRAINING, "--out", str(out), "--steps", str(steps), *extra])
@@ -64,15 +64,8 @@ def test_stopping_saves_a_checkpoint_and_resume_finishes_the_same(
     calls = []
     real_step = train.train_step
     monkeypatch.setattr(train, "train_step", counting(real_step, calls, interrupt_at=3, interrupt=interrupt))
-    previous = signal.signal(signum, handler_before) if signum else None
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            run(tmp_path, 4)
-        if signum:
-            assert signal.getsignal(signum) is handler_before  # the loop's handler is gone
-    finally:
-        if signum:
-            signal.signal(signum, previous)
+    with signal_handled_by(signum, handler_before), pytest.raises(SystemExit) as exit_info:
+        run(tmp_path, 4)
     assert exit_info.value.code == 130
     assert "interrupted at step 2: checkpoint saved" in capsys.readouterr().err
     monkeypatch.setattr(train, "train_step", real_step)
