@@ -82,8 +82,22 @@ def image_log_likelihoods(
 
 
 def cross_entropy(label: int | Array) -> Callable[[Float[Array, "k"]], Float[Array, ""]]:
-    """-log softmax(log p(x | .))[label]: the untargeted attack's loss (uniform prior)."""
-    return lambda log_probs: -jax.nn.log_softmax(log_probs)[label]
+    """-log softmax(log p(x | .))[label]: the untargeted attack's loss (uniform prior).
+
+    Written as log(1 + sum over k != label of exp(log p_k - log p_label)) for its
+    gradient. Through `jax.nn.log_softmax` the label's coefficient is
+    softmax_label - 1, and softmax_label rounds to 1 in float32 once the
+    margin passes about 16 nats (to a few multiples of 6e-8 below that): the
+    gradient then loses its push against the true class, and a rounding
+    difference in log p flips it. Here that coefficient is minus the sum of
+    the other labels' coefficients, each accurate however small.
+    """
+    def loss(log_probs: Float[Array, "k"]) -> Float[Array, ""]:
+        others = jnp.arange(log_probs.shape[-1]) != label
+        gaps = jnp.where(others, log_probs - log_probs[label], -jnp.inf)
+        return jnp.logaddexp(0.0, jax.nn.logsumexp(gaps))
+
+    return loss
 
 
 def input_gradient(

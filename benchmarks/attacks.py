@@ -12,7 +12,8 @@ largest gradient entry, on how many images that gradient's solve took a differen
 of steps (rounding can flip the solver's accept/reject choice near the tolerance), and
 the share of pixels where the adversarial images differ (a sign step turns a small
 difference in a near-zero gradient entry into a full step). `--rtol` (atol alike)
-shows whether the difference shrinks with the tolerance.
+shows whether the difference shrinks with the tolerance, `--dt0` whether it comes from
+the solver's automatic choice of the first step.
 """
 
 import argparse
@@ -46,6 +47,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=10)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--rtol", type=float, default=None, help="default: table1's for the preset")
+    parser.add_argument("--dt0", type=float, default=None, help="first step; default: diffrax's choice")
     args = parser.parse_args()
     run = load_run(args.run)
     defaults = PRESET_EVALUATION[run.config.preset]
@@ -53,7 +55,7 @@ def main() -> None:
         defaults = defaults | {"rtol": args.rtol, "atol": args.rtol}
     options = dict(num_classes=run.model.config.num_classes, route="solver",
                    divergence=Hutchinson(defaults["probes"], mode="reverse"),
-                   rtol=defaults["rtol"], atol=defaults["atol"])
+                   rtol=defaults["rtol"], atol=defaults["atol"], dt0=args.dt0)
     model = score.for_reverse_mode(run.model)
     test = load_dataset(run.config.preset, "test")
     images = jnp.moveaxis(jnp.asarray(test.images[:args.images], jnp.float32) / 255, -1, 1)
@@ -82,7 +84,8 @@ def main() -> None:
     differing_pixels = float(np.mean(alone[0] != np.asarray(together[0])))
     other_steps = int(np.sum(alone[2] != np.asarray(together[2])))
     print(f"{run.config.preset}: {args.images} images, L-inf PGD, {args.steps} steps, fixed noise, "
-          f"{defaults['probes']} probes, rtol {defaults['rtol']}; {split.mesh.size} device(s) for the batch")
+          f"{defaults['probes']} probes, rtol {defaults['rtol']}, first step {args.dt0 or 'automatic'}; "
+          f"{split.mesh.size} device(s) for the batch")
     print("| PGD | seconds per image and gradient | ratio |\n| --- | ---: | ---: |")
     print(f"| one image at a time | {per(one_at_a_time):.2f} | 1.00 |")
     print(f"| {args.images} images in one call | {per(batched):.2f} | {batched / one_at_a_time:.2f} |")

@@ -46,12 +46,13 @@ class Run(NamedTuple):
         return {"step": self.step, "parameters_sha1": digest.hexdigest()}
 
 
-def load_run(folder: Path, checkpoint_name: str = checkpoint.CHECKPOINT_FILE) -> Run:
+def load_run(folder: Path | str, checkpoint_name: str = checkpoint.CHECKPOINT_FILE) -> Run:
     """The run in `folder`, read from its config.json and its last checkpoint (or the kept
     checkpoint `checkpoint_name`)."""
+    folder = Path(folder)
     record = checkpoint.load_config(folder)
     try:
-        config = TrainConfig(**{**record["train"], "out": Path(folder)})
+        config = TrainConfig(**{**record["train"], "out": folder})
     except (KeyError, TypeError) as error:
         raise checkpoint.CheckpointError(
             f"{folder / checkpoint.CONFIG_FILE}: not a config of experiments.train ({error})"

@@ -73,6 +73,7 @@ def _solve_batch(
     max_steps: int,
     norm: Callable[[PyTree], Array],
     adjoint: diffrax.AbstractAdjoint,
+    dt0: float | None,
 ) -> tuple[Float[Array, "b"], LikelihoodStats]:
     """One diffrax solve of the augmented ODE for a whole batch."""
     num_dims = math.prod(xs.shape[1:])
@@ -96,7 +97,7 @@ def _solve_batch(
         solver,
         t0=t0,
         t1=sde.T,
-        dt0=None,
+        dt0=dt0,
         y0=state0,
         args=(noise_fn, conditions, probes),
         stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol, norm=norm),
@@ -215,6 +216,7 @@ def batch_log_likelihood(
     max_steps: int = 4096,
     norm: Callable[[PyTree], Array] = optx.rms_norm,
     adjoint: diffrax.AbstractAdjoint = diffrax.RecursiveCheckpointAdjoint(),
+    dt0: float | None = None,
 ) -> tuple[Float[Array, "b"], LikelihoodStats]:
     """log p(x_i | c_i) in nats for a batch, `noise_fn(x, t, c)` on one input.
 
@@ -222,6 +224,14 @@ def batch_log_likelihood(
     classifier). `keys` holds one PRNG key per element; its probes come from
     it, so equal keys give equal probes (common random numbers). `adjoint` is
     how reverse-mode derivatives go through the solve (diffrax's; see `attacks`).
+    `dt0` is the first step's size. None (the default) lets diffrax choose it
+    from a difference quotient of two evaluations, which float rounding moves
+    enough to shift every later step, so two solves of one input in batches
+    of other sizes can differ by about the tolerance's error
+    (benchmarks/README.md, `benchmarks.attacks --dt0`). With a given `dt0`
+    whose first attempt is rejected, diffrax evaluates the start once more
+    than `num_function_evaluations` counts (seen at dt0 = 0.5 in
+    tests/test_likelihood.py's counting set-up; at 0.05 the count is exact).
     """
     xs, keys = jnp.asarray(xs), typed_keys(keys)
     _check_inputs(noise_fn, xs[0], jax.tree.map(lambda c: c[0], conditions), float(t0), sde)
@@ -235,7 +245,7 @@ def batch_log_likelihood(
     def solve_batch(xs_, conditions_, probes_):
         return _solve_batch(
             noise_fn, sde, xs_, conditions_, probes_, divergence,
-            start, rtol, atol, solver, max_steps, norm, adjoint,
+            start, rtol, atol, solver, max_steps, norm, adjoint, dt0,
         )
 
     return batching(solve_batch, xs, conditions, probes)
@@ -255,7 +265,7 @@ def log_likelihood(
     `noise_fn(x, t)` predicts the noise on one unbatched input (a network with
     its label bound, or an analytic function). `options` are those of
     `batch_log_likelihood`: divergence, t0, rtol, atol, solver, max_steps,
-    norm. A batch is `jax.vmap` over this function (vmapped solves) or
+    norm, adjoint, dt0. A batch is `jax.vmap` over this function (vmapped solves) or
     `batch_log_likelihood` (one shared solve).
     """
     x = jnp.asarray(x)

@@ -54,6 +54,22 @@ def test_input_gradient_matches_central_differences(route, x64, tolerance, step)
             np.testing.assert_allclose(jnp.dot(gradient, direction), central, rtol=0, atol=atol)
 
 
+@given(seed=st.integers(0, 2**16), margin=st.floats(0.0, 60.0), label=st.integers(0, 9))
+def test_cross_entropy_and_its_gradient_stay_accurate_when_the_classifier_is_confident(seed, margin, label):
+    """Against float64: the gradient is softmax - one_hot, the label's entry minus the sum of
+    the others. Through log_softmax in float32 that entry rounded to 0 past ~16 nats."""
+    rng = np.random.default_rng(seed)
+    log_probs = 100 + rng.normal(0, 3, 10)
+    log_probs[label] = np.max(np.delete(log_probs, label)) + margin
+    weights = np.exp(np.delete(log_probs - log_probs[label], label))
+    expected = np.insert(weights / (1 + np.sum(weights)), label, 0.0)
+    expected[label] = -np.sum(expected)
+    loss = cross_entropy(label)
+    log_probs32 = jnp.asarray(log_probs, jnp.float32)
+    np.testing.assert_allclose(loss(log_probs32), np.log1p(np.sum(weights)), rtol=1e-4)
+    np.testing.assert_allclose(jax.grad(loss)(log_probs32), expected, rtol=1e-4, atol=0)
+
+
 @given(seed=st.integers(0, 2**16), norm=st.sampled_from(["linf", "l2"]), epsilon=st.floats(0.0, 0.5))
 def test_projection_and_random_start_stay_in_the_ball_and_the_pixel_range(seed, norm, epsilon):
     attack = PGD(norm=norm, epsilon=epsilon, step_size=0.1, steps=3)

@@ -87,8 +87,9 @@ def test_batching_strategies_agree_and_vmap_of_log_likelihood_is_vmapped_solves(
     np.testing.assert_array_equal(vmapped[1].num_steps, separate_stats.num_steps)
 
 
+@pytest.mark.parametrize("dt0", [None, 0.05], ids=["automatic-first-step", "given-first-step"])
 @pytest.mark.parametrize("solver", [diffrax.Dopri5(), diffrax.Tsit5(), diffrax.Heun()], ids=type)
-def test_function_evaluation_count_is_exact(solver):
+def test_function_evaluation_count_is_exact(solver, dt0):
     calls = []
 
     def counting_noise_fn(x, t):
@@ -96,7 +97,7 @@ def test_function_evaluation_count_is_exact(solver):
         return nonlinear_noise_fn(x, t, 0.0)
 
     x = jnp.linspace(-0.9, 0.9, 6)
-    _, stats = log_likelihood(counting_noise_fn, SubVPSDE(), x, key=jax.random.key(0), solver=solver)
+    _, stats = log_likelihood(counting_noise_fn, SubVPSDE(), x, key=jax.random.key(0), solver=solver, dt0=dt0)
     assert int(stats.num_function_evaluations) == len(calls)
 
 
