@@ -77,7 +77,8 @@ def _check_run_folder(config: TrainConfig) -> None:
         # Options added after the run was made are fine at their defaults (its behaviour then).
         added_later = tuple(f"train.{f.name}" for f in dataclasses.fields(TrainConfig)
                             if f.name not in saved and getattr(config, f.name) == f.default)
-        ignored = ("train.steps", "train.resume", "train.out", *added_later)
+        # How often to save changes no number of the run.
+        ignored = ("train.steps", "train.resume", "train.out", "train.checkpoint_minutes", *added_later)
         checkpoint.check_same_config(folder, _run_record(config), ignore=ignored)
     elif (folder / checkpoint.CHECKPOINT_FILE).exists():
         raise checkpoint.CheckpointError(
@@ -145,6 +146,7 @@ def train(config: TrainConfig) -> TrainState:
 
     step = int(state.step)
     losses, last_time = [], time.perf_counter()
+    last_save = last_time
     samples_per_class = config.samples_per_class if MODELS[config.model].samples else 0
     bar = tqdm(total=config.steps, initial=step, desc=f"train {config.preset} {config.model}", unit="step",
                dynamic_ncols=True, disable=None)
@@ -166,13 +168,15 @@ def train(config: TrainConfig) -> TrainState:
                     append_lines(log_path, [line])
                     bar.set_postfix(loss=f"{mean_loss:.4f}")
                     losses, last_time = [], now
-                if step % config.checkpoint_every == 0 or step == config.steps:
+                due = step % config.checkpoint_every == 0 or step == config.steps
+                if due or time.perf_counter() - last_save >= 60 * config.checkpoint_minutes:
                     _check_finite(float(np.mean(jax.device_get(losses))) if losses else 0.0, state, config.out)
                     checkpoint.save_state(config.out, state)
-                    if config.keep_checkpoints:
-                        checkpoint.save_state(config.out, state, checkpoint.kept_name(step))
-                    if samples_per_class:
-                        save_samples(config.out, state, samples_per_class)
+                    last_save = time.perf_counter()
+                if due and config.keep_checkpoints:
+                    checkpoint.save_state(config.out, state, checkpoint.kept_name(step))
+                if due and samples_per_class:
+                    save_samples(config.out, state, samples_per_class)
         except KeyboardInterrupt:
             bar.close()
             _check_finite(0.0, state, config.out)

@@ -59,6 +59,9 @@ class TrainConfig:
     eps: float = option("smallest training time (score_sde 1e-5, ScoreFlow 1e-2)", 1e-5)
     random_flip: bool | None = option("random horizontal flips")
     checkpoint_every: int = option("steps between checkpoints and sample grids", 1000)
+    checkpoint_minutes: float = option(
+        "also save the checkpoint (no grid) once this many minutes have passed since the last "
+        "save, so that a kill loses at most that much (a 28x28 CPU step takes about a second)", 10.0)
     keep_checkpoints: bool = option(
         "also keep every checkpoint as checkpoints/step_N.eqx (experiments.figure1 draws the "
         "run's path through training from them)", False)

@@ -20,12 +20,16 @@ def run(out: Path, steps: int, *extra: str) -> None:
     train.main([*TINY_TRAINING, "--out", str(out), "--steps", str(steps), *extra])
 
 
-def saved_leaves(out: Path) -> list[np.ndarray]:
+def saved_state(out: Path) -> training.TrainState:
     config = training.resolve(training.TrainConfig(preset="digits", out=out, batch_size=16,
                                              lr_schedule="constant", warmup_steps=1))
     optimizer = training.make_optimizer(config)
     like = jax.eval_shape(lambda: training.init_state(score.PRESETS["digits"], 0, optimizer))
-    return [np.asarray(leaf) for leaf in jax.tree.leaves(checkpoint.load_state(out, like))]
+    return checkpoint.load_state(out, like)
+
+
+def saved_leaves(out: Path) -> list[np.ndarray]:
+    return [np.asarray(leaf) for leaf in jax.tree.leaves(saved_state(out))]
 
 
 def test_run_folder_contents(tiny_run):
@@ -72,6 +76,24 @@ def test_stopping_saves_a_checkpoint_and_resume_finishes_the_same(
     run(tmp_path, 4, "--resume")
     for resumed, uninterrupted in zip(saved_leaves(tmp_path), saved_leaves(tiny_run), strict=True):
         np.testing.assert_array_equal(resumed, uninterrupted)
+
+
+class Killed(Exception):
+    """Stands in for SIGKILL, which no handler sees: nothing is saved on the way out."""
+
+
+def kill() -> None:
+    raise Killed
+
+
+def test_checkpoints_also_come_by_the_clock(tmp_path, monkeypatch):
+    """--checkpoint-minutes 0 saves after every step, between the grids and regular
+    checkpoints of --checkpoint-every: a kill at step 3 leaves step 2's state."""
+    monkeypatch.setattr(train, "train_step", counting(train.train_step, [], interrupt_at=3, interrupt=kill))
+    with pytest.raises(Killed):
+        run(tmp_path, 4, "--checkpoint-every", "100", "--checkpoint-minutes", "0")
+    assert int(saved_state(tmp_path).step) == 2
+    assert not (tmp_path / "samples").exists()
 
 
 def test_truncated_checkpoint_names_the_file(tiny_run, tmp_path):
