@@ -48,17 +48,23 @@ def evaluate(config: Table1Config) -> dict:
 
     records = estimates.classify_test_images(run, config, test, order, results_path,
                                              seed=config.seed, desc="table1")
-    summary = summarize_records(records, run.label, run.config.preset, test.images.shape[1:], settings)
+    summary = summarize_records(records, run.label, run.config.preset, test.images.shape[1:], settings,
+                                run.model.config.num_classes)
     write_summary(out, "table1", summary, markdown_table(summary))
     return summary
 
 
-def summarize_records(records: list[dict], model: str, preset: str, image_shape, settings: dict) -> dict:
+def summarize_records(records: list[dict], model: str, preset: str, image_shape, settings: dict,
+                      num_classes: int) -> dict:
     """table1.json's fields from the per-image lines of `estimates.chunk_classifier` (a
-    discriminative model has no bits/dim and no solver: those fields are None)."""
+    discriminative model has no bits/dim and no solver: those fields are None).
+    `confusion[i][j]` counts images of label i predicted as j."""
     mean = lambda name: float(np.mean([r[name] for r in records])) if name in records[0] else None
+    confusion = np.zeros((num_classes, num_classes), int)
+    np.add.at(confusion, ([r["label"] for r in records], [r["prediction"] for r in records]), 1)
     return {
         **accuracy_and_bits(records, math.prod(image_shape)),
+        "confusion": confusion.tolist(),
         "num_images": len(records),
         "nfe_per_image": mean("nfe"),
         "evaluations_per_image": mean("evaluations"),
@@ -97,7 +103,23 @@ def markdown_table(summary: dict) -> str:
         "",
         f"This run: {cost}{summary['images_per_second']:.2f} images/s.",
         "",
+        per_label_lines(summary["confusion"]),
+        "",
     ])
+
+
+def per_label_lines(confusion: list[list[int]]) -> str:
+    """Accuracy per true label, and each label's most frequent wrong prediction."""
+    cells = []
+    for label, row in enumerate(confusion):
+        row = np.asarray(row)
+        if not row.sum():
+            continue
+        wrong = row.copy()
+        wrong[label] = 0
+        mistake = (f"; {wrong.max()} taken for {wrong.argmax()}" if wrong.max() else "")
+        cells.append(f"{label}: {row[label]} of {row.sum()}{mistake}")
+    return "Right per true label (`confusion` in table1.json): " + ", ".join(cells) + "."
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -34,6 +34,14 @@ def test_results_files(uninterrupted):
     assert "| SBGC (Zimmermann et al. 2021) (published) | CIFAR-10 | 10,000 | 95.04 | 3.11 |" in markdown
     assert "sbgc, this run (preset digits; 4 probe(s)" in markdown
     assert saved["evaluations_per_image"] == pytest.approx(saved["nfe_per_image"] * 10 * (1 + 4))
+    confusion = saved["confusion"]
+    assert len(confusion) == 10 and sum(map(sum, confusion)) == 6
+    for line in lines:
+        assert confusion[line["label"]][line["prediction"]] >= 1
+    right = sum(confusion[label][label] for label in range(10))
+    assert right == pytest.approx(6 * saved["accuracy"])
+    first = lines[0]["label"]
+    assert f"{first}: {confusion[first][first]} of {sum(confusion[first])}" in markdown
 
 
 def test_interrupted_run_resumes_without_recomputing(tiny_run, tmp_path, monkeypatch, uninterrupted):
