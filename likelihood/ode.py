@@ -230,8 +230,8 @@ def batch_log_likelihood(
     of other sizes can differ by about the tolerance's error
     (benchmarks/README.md, `benchmarks.attacks --dt0`). With a given `dt0`
     whose first attempt is rejected, diffrax evaluates the start once more
-    than `num_function_evaluations` counts (seen at dt0 = 0.5 in
-    tests/test_likelihood.py's counting set-up; at 0.05 the count is exact).
+    than `num_function_evaluations` counts (seen in a throwaway count on a
+    tanh field with dt0 = 0.5; tests/test_likelihood.py checks 0.05 exact).
     """
     xs, keys = jnp.asarray(xs), typed_keys(keys)
     _check_inputs(noise_fn, xs[0], jax.tree.map(lambda c: c[0], conditions), float(t0), sde)
