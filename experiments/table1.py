@@ -103,23 +103,29 @@ def markdown_table(summary: dict) -> str:
         "",
         f"This run: {cost}{summary['images_per_second']:.2f} images/s.",
         "",
-        per_label_lines(summary["confusion"]),
+        per_label_table(summary["confusion"]),
         "",
     ])
 
 
-def per_label_lines(confusion: list[list[int]]) -> str:
+def per_label_table(confusion: list[list[int]]) -> str:
     """Accuracy per true label, and each label's most frequent wrong prediction."""
-    cells = []
+    rows = []
     for label, row in enumerate(confusion):
         row = np.asarray(row)
         if not row.sum():
             continue
         wrong = row.copy()
         wrong[label] = 0
-        mistake = (f"; {wrong.max()} taken for {wrong.argmax()}" if wrong.max() else "")
-        cells.append(f"{label}: {row[label]} of {row.sum()}{mistake}")
-    return "Right per true label (`confusion` in table1.json): " + ", ".join(cells) + "."
+        mistake = f"{wrong.argmax()} ({wrong.max()})" if wrong.max() else "none"
+        rows.append(f"| {label} | {row[label]} | {row.sum()} | {mistake} |")
+    return "\n".join([
+        "Per true label (`confusion` in table1.json):",
+        "",
+        "| true label | right | images | most frequent wrong label (its images) |",
+        "| --- | ---: | ---: | --- |",
+        *rows,
+    ])
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -41,7 +41,7 @@ def test_results_files(uninterrupted):
     right = sum(confusion[label][label] for label in range(10))
     assert right == pytest.approx(6 * saved["accuracy"])
     first = lines[0]["label"]
-    assert f"{first}: {confusion[first][first]} of {sum(confusion[first])}" in markdown
+    assert f"| {first} | {confusion[first][first]} | {sum(confusion[first])} |" in markdown
 
 
 def test_interrupted_run_resumes_without_recomputing(tiny_run, tmp_path, monkeypatch, uninterrupted):
