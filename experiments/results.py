@@ -107,8 +107,13 @@ def run_chunks(
                     bar.set_postfix(postfix(records))
         except KeyboardInterrupt:
             bar.close()
+            # XLA does not cancel a computation it has started, and Python's exit waits for it
+            # (minutes for a large chunk). Leaving the block puts the previous handlers back, so
+            # a second SIGTERM ends the process at once; that chunk would be dropped anyway.
             print(f"\ninterrupted after {len(records)} images: results so far in {path}; "
-                  "the same command continues from them", file=sys.stderr)
+                  "the same command continues from them. The computation already running "
+                  "finishes before the process exits; a second kill (SIGTERM) ends it at once",
+                  file=sys.stderr)
             raise SystemExit(130) from None
     bar.close()
     return records
