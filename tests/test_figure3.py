@@ -37,6 +37,7 @@ def test_files_and_cache(tiny_run, tmp_path, monkeypatch):
     saved = json.loads((tmp_path / "figure3.json").read_text())
     assert saved == json.loads(json.dumps(result))
     assert set(saved["curves"]) == {"shared", "separate"} and saved["counts"] == [1, 2]
+    assert saved["seconds_per_image_and_draw"] > 0
     for stats in saved["curves"].values():
         assert all(0 <= a <= 1 for a in stats["accuracy"]["mean"])
     assert (tmp_path / "figure3.png").read_bytes()[:4] == b"\x89PNG"
