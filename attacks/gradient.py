@@ -1,9 +1,9 @@
-"""Input gradients of class log-likelihoods through the probability-flow ODE.
+"""Input gradients of a classifier's scores, through the likelihood ODE where it has one.
 
 log p(x | y) comes out of an ODE whose vector field holds a divergence, itself
-a derivative of the network (SPEC.md §4), so its gradient with respect to the
-input needs second-order terms: one Hessian-vector product of the network per
-probe and step. Two routes, chosen by name:
+a derivative of the network (docs/method.md §4), so its gradient with respect
+to the input needs second-order terms: one Hessian-vector product of the
+network per probe and step. Two routes, chosen by name:
 
 - "solver" (the default): reverse mode through the solver's own steps
   (discretise-then-optimise, `diffrax.RecursiveCheckpointAdjoint`). It is the
@@ -18,18 +18,19 @@ probe and step. Two routes, chosen by name:
 Either route's cost is mostly the VJP of the vector field at each step, the
 Hessian-vector product of the divergence included. With `jax.jvp` probes
 that is reverse over forward, and JAX's transposed convolutions fall off
-XLA's fast CPU path inside the solver loop. For a `score.ScoreNet` pass
-`score.for_reverse_mode(model)` with `Hutchinson(n, mode="reverse")`: the
-same numbers, reverse over reverse on fast convolutions
-(`benchmarks/gradient.py` measures both; `experiments.table3` does this).
-That works with the "solver" route only: diffrax's `BacksolveAdjoint` takes
-a JVP through the custom VJP, which JAX refuses.
+XLA's fast CPU path inside the solver loop (docs/cpu.md trap 1). So on the
+solver route `for_input_gradients` swaps in `score.for_reverse_mode(network)`
+with `Hutchinson(n, mode="reverse")`: the same numbers, reverse over reverse
+on fast convolutions (`benchmarks/gradient.py` measures both). The continuous
+adjoint cannot: diffrax's `BacksolveAdjoint` takes a JVP through the custom
+VJP, which JAX refuses.
 
-Images are continuous pixels in [0, 1] (pixel / 255); the dequantisation
-noise u in [0, 1) and the probes come from `key`, and the model sees
-x = 2 (255 image + u) / 256 - 1 (SPEC.md §4 for integer pixels).
+Images are one `c h w` array of intensities in [0, 1] (pixel / 255), the
+space of `classifier.image_scores`; a discriminative classifier's gradient
+is its network's, with no route.
 """
 
+import dataclasses
 from collections.abc import Callable
 from typing import Literal
 
@@ -39,11 +40,10 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+import score
 from attacks.pgd import GradientFn
-from classify import batch_class_log_likelihoods
-from classify.likelihoods import LabelNoiseFn
-from likelihood import LikelihoodStats
-from sde import AbstractSDE
+from classify import Classifier, LikelihoodClassifier
+from likelihood import Hutchinson
 
 Route = Literal["solver", "adjoint"]
 
@@ -56,35 +56,24 @@ def adjoint_of(route: Route) -> diffrax.AbstractAdjoint:
     raise ValueError(f"route must be 'solver' or 'adjoint', got {route!r}")
 
 
-def image_log_likelihoods(
-    noise_fn: LabelNoiseFn,
-    sde: AbstractSDE,
-    image: Float[Array, "*d"],
-    *,
-    key: PRNGKeyArray,
-    num_classes: int,
-    levels: int = 256,
-    **options,
-) -> tuple[Float[Array, "k"], LikelihoodStats]:
-    """log p(x | y) for all labels of one image with continuous pixels in [0, 1].
-
-    The same `key` gives the same dequantisation noise and probes, so the
-    result is a deterministic, differentiable function of `image`.
-    `options` are those of `classify.batch_class_log_likelihoods`.
-    """
-    noise_key, probe_key = jax.random.split(key)
-    noise = jax.random.uniform(noise_key, image.shape)
-    x = 2 * ((levels - 1) * image + noise) / levels - 1
-    log_probs, stats = batch_class_log_likelihoods(
-        noise_fn, sde, x[None], keys=probe_key[None], num_classes=num_classes, **options
-    )
-    return log_probs[0], jax.tree.map(lambda leaf: leaf[0], stats)
+def for_input_gradients(classifier: Classifier, route: Route) -> Classifier:
+    """The same classifier (same numbers) built for fast input gradients on `route`: a
+    score network's convolutions for reverse mode on the solver route (module docstring)."""
+    adjoint_of(route)  # checks the name
+    reverse = (route == "solver" and isinstance(classifier, LikelihoodClassifier)
+               and isinstance(classifier.network, score.ScoreNet)
+               and isinstance(classifier.divergence, Hutchinson))
+    if not reverse:
+        return classifier
+    divergence = dataclasses.replace(classifier.divergence, mode="reverse")
+    return dataclasses.replace(classifier, network=score.for_reverse_mode(classifier.network),
+                               divergence=divergence)
 
 
-def cross_entropy(label: int | Array) -> Callable[[Float[Array, "k"]], Float[Array, ""]]:
-    """-log softmax(log p(x | .))[label]: the untargeted attack's loss (uniform prior).
+def cross_entropy(label: int | Array) -> Callable[[Float[Array, " k"]], Float[Array, ""]]:
+    """-log softmax(scores)[label]: the untargeted attack's loss (uniform prior).
 
-    Written as log(1 + sum over k != label of exp(log p_k - log p_label)) for its
+    Written as log(1 + sum over k != label of exp(s_k - s_label)) for its
     gradient. Through `jax.nn.log_softmax` the label's coefficient is
     softmax_label - 1, and softmax_label rounds to 1 in float32 once the
     margin passes about 16 nats (to a few multiples of 6e-8 below that): the
@@ -92,47 +81,39 @@ def cross_entropy(label: int | Array) -> Callable[[Float[Array, "k"]], Float[Arr
     difference in log p flips it. Here that coefficient is minus the sum of
     the other labels' coefficients, each accurate however small.
     """
-    def loss(log_probs: Float[Array, "k"]) -> Float[Array, ""]:
-        others = jnp.arange(log_probs.shape[-1]) != label
-        gaps = jnp.where(others, log_probs - log_probs[label], -jnp.inf)
+    def loss(scores: Float[Array, " k"]) -> Float[Array, ""]:
+        others = jnp.arange(scores.shape[-1]) != label
+        gaps = jnp.where(others, scores - scores[label], -jnp.inf)
         return jnp.logaddexp(0.0, jax.nn.logsumexp(gaps))
 
     return loss
 
 
 def input_gradient(
-    objective: Callable[[Float[Array, "k"]], Float[Array, ""]],
-    noise_fn: LabelNoiseFn,
-    sde: AbstractSDE,
-    image: Float[Array, "*d"],
+    objective: Callable[[Float[Array, " k"]], Float[Array, ""]],
+    classifier: Classifier,
+    image: Float[Array, "c h w"],
     *,
     key: PRNGKeyArray,
-    num_classes: int,
     route: Route = "solver",
-    **options,
-) -> tuple[Float[Array, ""], Float[Array, "*d"], Float[Array, "k"], LikelihoodStats]:
-    """objective(log p(image | .)), its gradient with respect to `image`, the log p and
-    the forward solve's statistics.
+) -> tuple[Float[Array, ""], Float[Array, "c h w"], Float[Array, " k"], Int[Array, ""]]:
+    """objective(scores of `image`), its gradient with respect to `image`, the scores and
+    the forward solve's function evaluations (`classifier.image_scores` with `key`).
 
-    `route` picks how the derivative goes through the ODE (module docstring);
-    `options` are those of `image_log_likelihoods`.
+    `route` picks how the derivative goes through the ODE (module docstring).
     """
     adjoint = adjoint_of(route)
 
     def value(image_):
-        log_probs, stats = image_log_likelihoods(
-            noise_fn, sde, image_, key=key, num_classes=num_classes, adjoint=adjoint, **options
-        )
-        return objective(log_probs), (log_probs, stats)
+        scores, nfe = classifier.image_scores(image_, key, adjoint=adjoint)
+        return objective(scores), (scores, nfe)
 
-    (loss, (log_probs, stats)), gradient = jax.value_and_grad(value, has_aux=True)(
-        jnp.asarray(image)
-    )
-    return loss, gradient, log_probs, stats
+    (loss, (scores, nfe)), gradient = jax.value_and_grad(value, has_aux=True)(jnp.asarray(image))
+    return loss, gradient, scores, nfe
 
 
 @eqx.filter_jit
-def _gradients_and_costs(noise_fn, sde, images, labels, keys, num_classes, route, options):
+def _gradients_and_costs(classifier, images, labels, keys, route):
     """One draw's gradient of the untargeted cross-entropy and its forward evaluations, for
     each image of a batch (with its label and key).
 
@@ -142,33 +123,28 @@ def _gradients_and_costs(noise_fn, sde, images, labels, keys, num_classes, route
     vmapped: each keeps its own steps, so its gradient does not depend on its batch.
     """
     def one(image, label, key):
-        _, grad, _, stats = input_gradient(
-            cross_entropy(label), noise_fn, sde, image, key=key, num_classes=num_classes,
-            route=route, **options,
-        )
-        return grad, jnp.max(stats.num_function_evaluations)
+        _, grad, _, nfe = input_gradient(cross_entropy(label), classifier, image, key=key, route=route)
+        return grad, nfe
 
     return jax.vmap(one)(images, labels, keys)
 
 
 def attack_gradient_fn(
-    noise_fn: LabelNoiseFn,
-    sde: AbstractSDE,
+    classifier: Classifier,
     labels: Int[Array, " b"],
     *,
     keys: PRNGKeyArray,
-    num_classes: int,
     mode: Literal["fixed", "eot"] = "fixed",
     eot_draws: int = 4,
     route: Route = "solver",
-    **options,
 ) -> GradientFn:
     """The gradient of the untargeted cross-entropy and the forward function evaluations,
     for a batch of images with these labels, as `attacks.pgd` wants them.
 
     "fixed": image i's noise and probes come from `keys[i]` at every step (and at
     evaluation); "eot": the mean gradient over `eot_draws` fresh draws from each
-    step's key, one compiled solve of the batch after another.
+    step's key, one compiled solve of the batch after another. Pass the classifier
+    through `for_input_gradients` first for the fast route.
     """
     labels = jnp.asarray(labels)  # traced, so that every label shares one compiled gradient
     if labels.ndim != 1 or keys.shape != labels.shape:
@@ -176,7 +152,7 @@ def attack_gradient_fn(
                          f"and {keys.shape}")
 
     def gradients(images, draw_keys):
-        return _gradients_and_costs(noise_fn, sde, images, labels, draw_keys, num_classes, route, options)
+        return _gradients_and_costs(classifier, images, labels, draw_keys, route)
 
     if mode == "fixed":
         return lambda images, step_keys: gradients(images, keys)

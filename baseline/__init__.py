@@ -2,7 +2,7 @@
 
 from baseline.config import WRNConfig
 from baseline.network import WideResNet
-from baseline.objective import loss, model_inputs, random_crop
+from baseline.objective import loss, random_crop
 from baseline.presets import PRESETS
 
-__all__ = ["PRESETS", "WRNConfig", "WideResNet", "loss", "model_inputs", "random_crop"]
+__all__ = ["PRESETS", "WRNConfig", "WideResNet", "loss", "random_crop"]

@@ -84,7 +84,7 @@ class WideBlock(eqx.Module):
 
 
 class WideResNet(eqx.Module):
-    """Class logits of one image x in [-1, 1] (`baseline.model_inputs`).
+    """Class logits of one image x in [-1, 1] (`likelihood.to_model_space`).
 
     Built from a `WRNConfig`, e.g. `WideResNet(PRESETS["digits"], key=key)`;
     call it on one example and `jax.vmap` over a batch.

@@ -1,26 +1,13 @@
-"""Inputs, augmentation and the cross-entropy objective of the WideResNet baseline (SPEC.md §8)."""
+"""Augmentation and the cross-entropy objective of the WideResNet baseline (docs/method.md §8).
+
+Its inputs come from the one pixel -> model-space map, `likelihood.to_model_space`.
+"""
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int, Integer, PRNGKeyArray
+from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from baseline.network import WideResNet
-
-
-def model_inputs(
-    pixels: Integer[Array, "n h w c"], *, key: PRNGKeyArray | None = None
-) -> Float[Array, "n c h w"]:
-    """uint8 images in the model's space [-1, 1], channel-first per image.
-
-    With a `key` (training): uniform dequantisation, y = 2 (k + u) / 256 - 1 with
-    u ~ U[0, 1), the same numbers as `likelihood.dequantize(key, pixels)`, so
-    the WRN is trained on the inputs the score classifier sees (SPEC.md §3:
-    the paper's WRN baseline was trained with dequantisation noise). Without
-    (evaluation): the bins' midpoints u = 1/2, the mean of those inputs.
-    """
-    pixels = jnp.asarray(pixels).astype(jnp.int32)
-    u = 0.5 if key is None else jax.random.uniform(key, pixels.shape)
-    return jnp.moveaxis(2 * ((pixels + u) * jnp.float32(1 / 256)) - 1, -1, 1)
 
 
 def random_crop(x: Float[Array, "n c h w"], padding: int, *, key: PRNGKeyArray) -> Float[Array, "n c h w"]:

@@ -17,6 +17,7 @@ the solver's automatic choice of the first step.
 """
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -24,18 +25,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import score
-from attacks import PGD, attack_gradient_fn, pgd
+from attacks import PGD, attack_gradient_fn, for_input_gradients, pgd
 from experiments.data import load_dataset
-from experiments.estimates import PRESET_EVALUATION
+from experiments.estimates import EstimateOptions, classifier_of, replicated
 from experiments.parallel import data_parallel
 from experiments.runs import load_run
-from likelihood import Hutchinson
-from sde import SubVPSDE
 
 
-def attack(model, images, labels, keys, options, steps: int):
-    gradient_fn = attack_gradient_fn(model, SubVPSDE(), labels, keys=keys, mode="fixed", **options)
+def attack(classifier, images, labels, keys, steps: int):
+    gradient_fn = attack_gradient_fn(classifier, labels, keys=keys, mode="fixed", route="solver")
     linf = PGD("linf", 8 / 255, 2.5 * (8 / 255) / steps, steps)
     adversarial, _ = pgd(gradient_fn, images, keys=keys, attack=linf)
     return jax.block_until_ready((adversarial, *gradient_fn(images, keys)))
@@ -50,31 +48,27 @@ def main() -> None:
     parser.add_argument("--dt0", type=float, default=None, help="first step; default: diffrax's choice")
     args = parser.parse_args()
     run = load_run(args.run)
-    defaults = PRESET_EVALUATION[run.config.preset]
-    if args.rtol is not None:
-        defaults = defaults | {"rtol": args.rtol, "atol": args.rtol}
-    options = dict(num_classes=run.model.config.num_classes, route="solver",
-                   divergence=Hutchinson(defaults["probes"], mode="reverse"),
-                   rtol=defaults["rtol"], atol=defaults["atol"], dt0=args.dt0)
-    model = score.for_reverse_mode(run.model)
+    classifier = dataclasses.replace(classifier_of(run, EstimateOptions(rtol=args.rtol, atol=args.rtol)),
+                                     dt0=args.dt0)
+    classifier = for_input_gradients(classifier, "solver")
     test = load_dataset(run.config.preset, "test")
     images = jnp.moveaxis(jnp.asarray(test.images[:args.images], jnp.float32) / 255, -1, 1)
     labels = jnp.asarray(test.labels[:args.images], jnp.int32)
     keys = jax.random.split(jax.random.key(0), args.images)
 
-    attack(model, images[:1], labels[:1], keys[:1], options, 1)  # compile the batch-of-one gradient
+    attack(classifier, images[:1], labels[:1], keys[:1], 1)  # compile the batch-of-one gradient
     start = time.perf_counter()
-    alone = [attack(model, images[i:i + 1], labels[i:i + 1], keys[i:i + 1], options, args.steps)
+    alone = [attack(classifier, images[i:i + 1], labels[i:i + 1], keys[i:i + 1], args.steps)
              for i in range(args.images)]
     one_at_a_time = time.perf_counter() - start
     alone = [np.concatenate(parts) for parts in zip(*alone)]
 
-    replicated, split = data_parallel(args.images)
-    model = jax.device_put(model, replicated)
+    same, split = data_parallel(args.images)
+    classifier = replicated(classifier, same)
     batch = jax.device_put((images, labels, keys), split)
-    attack(model, *batch, options, 1)  # compile the batch's gradient
+    attack(classifier, *batch, 1)  # compile the batch's gradient
     start = time.perf_counter()
-    together = attack(model, *batch, options, args.steps)
+    together = attack(classifier, *batch, args.steps)
     batched = time.perf_counter() - start
 
     # The timed calls include one extra gradient each (the comparison's), so args.steps + 1.
@@ -84,7 +78,7 @@ def main() -> None:
     differing_pixels = float(np.mean(alone[0] != np.asarray(together[0])))
     other_steps = int(np.sum(alone[2] != np.asarray(together[2])))
     print(f"{run.config.preset}: {args.images} images, L-inf PGD, {args.steps} steps, fixed noise, "
-          f"{defaults['probes']} probes, rtol {defaults['rtol']}, first step {args.dt0 or 'automatic'}; "
+          f"{classifier.divergence.n_probes} probes, rtol {classifier.rtol}, first step {args.dt0 or 'automatic'}; "
           f"{split.mesh.size} device(s) for the batch")
     print("| PGD | seconds per image and gradient | ratio |\n| --- | ---: | ---: |")
     print(f"| one image at a time | {per(one_at_a_time):.2f} | 1.00 |")

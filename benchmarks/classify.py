@@ -26,16 +26,15 @@ import numpy as np
 from classify import summarize
 from experiments.data import load_dataset
 from experiments.files import write_json, write_text
-from experiments.estimates import Estimate, estimate_images, seconds_per_image
-from experiments.runs import load_run
-from experiments.estimates import PRESET_EVALUATION
+from experiments.estimates import EstimateOptions, classifier_of, estimate_images, resolve, seconds_per_image
+from experiments.runs import Run, load_run
 from experiments.results import evaluation_order
 
-PAPER = Estimate(probes=1, rtol=1e-5, atol=1e-5, share_noise=False)
+PAPER = EstimateOptions(probes=1, rtol=1e-5, atol=1e-5, share_noise=False)
 PAPER_DRAWS = 30
 
 
-def rows(default: Estimate) -> list[tuple[str, Estimate, int]]:
+def rows(default: EstimateOptions) -> list[tuple[str, EstimateOptions, int]]:
     """(name, estimate, draws) of every compared setting; `default` is sbgc's."""
     shared = dataclasses.replace(PAPER, share_noise=True)
     probes = default.probes
@@ -57,16 +56,18 @@ def rows(default: Estimate) -> list[tuple[str, Estimate, int]]:
     ]
 
 
-def averaged_draws(model, test, indices, estimate, draws, *, seed, images_per_solve, cache, desc):
+def averaged_draws(run: Run, test, indices, options: EstimateOptions, draws, *, seed, images_per_solve, cache,
+                   desc):
     """The mean log p over `draws` independent draws, with summed costs and predictions."""
+    classifier = classifier_of(run, options)
     results = [
-        estimate_images(model, test, indices, estimate, key=jax.random.fold_in(jax.random.key(seed), d),
+        estimate_images(classifier, test, indices, key=jax.random.fold_in(jax.random.key(seed), d),
                         images_per_solve=images_per_solve, cache=cache, desc=f"{desc} ({d + 1}/{draws})")
         for d in range(draws)
     ]
-    log_probs = np.mean([r["log_probs"] for r in results], axis=0)
+    log_probs = np.mean([r["scores"] for r in results], axis=0)
     prediction = results[0]["prediction"] if draws == 1 else np.argmax(log_probs, axis=1)
-    cost = {name: np.sum([r[name] for r in results], axis=0) for name in ("nfe", "evaluations")}
+    cost = {name: np.sum([r[name] for r in results], axis=0) for name in ("nfe", "passes")}
     # draws x the fastest draw: every draw does the same work, so the fastest is the one
     # least slowed by other work on a shared machine (like timeit's best of n).
     seconds = draws * min(seconds_per_image(r["seconds"], r["compiling"]) for r in results)
@@ -82,7 +83,7 @@ def compare(result: dict, paper: dict, default: dict, labels: np.ndarray, num_di
         "mean_abs_delta_log_p": float(np.mean(np.abs(result["log_probs"] - paper["log_probs"]))),
         "predictions_differing_from_paper": int(np.sum(result["prediction"] != paper["prediction"])),
         "predictions_differing_from_default": int(np.sum(result["prediction"] != default["prediction"])),
-        "evaluations_per_image": float(np.mean(result["evaluations"])),
+        "evaluations_per_image": float(np.mean(result["passes"])),
         "nfe_per_image": float(np.mean(result["nfe"])),
         "seconds_per_image": float(result["seconds_per_image"]),
     }
@@ -119,26 +120,25 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--out", type=Path, help="results folder (default RUN/benchmark_classify)")
     args = parser.parse_args(argv)
     out = args.out or args.run / "benchmark_classify"
-    train_config, model, _ = load_run(args.run)
-    test = load_dataset(train_config.preset, "test")
+    run = load_run(args.run)
+    test = load_dataset(run.config.preset, "test")
     indices = evaluation_order(len(test.labels), args.images, args.seed)
     labels = test.labels[indices]
     num_dims = int(np.prod(test.images.shape[1:]))
-    default = Estimate(**{k: v for k, v in PRESET_EVALUATION[train_config.preset].items()
-                          if k != "images_per_solve"})
+    default = resolve(EstimateOptions(), run.config.preset)
 
     results = {}
     # The paper's procedure costs most: the others first, each reported as it lands.
     for name, estimate, draws in [*rows(default)[1:], rows(default)[0]]:
         results[name] = averaged_draws(
-            model, test, indices, estimate, draws, seed=args.seed,
+            run, test, indices, estimate, draws, seed=args.seed,
             images_per_solve=args.images_per_solve, cache=args.run / "estimates", desc=name[:40],
         )
         accuracy = np.mean(results[name]["prediction"] == labels)
         print(f"{name}: accuracy {100 * accuracy:.1f} %, "
               f"{results[name]['seconds_per_image']:.2f} s per image", flush=True)
     paper = results[rows(default)[0][0]]
-    default_result = averaged_draws(model, test, indices, default, 1, seed=args.seed,
+    default_result = averaged_draws(run, test, indices, default, 1, seed=args.seed,
                                     images_per_solve=args.images_per_solve, cache=args.run / "estimates",
                                     desc="default")
     table = [

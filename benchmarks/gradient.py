@@ -29,12 +29,12 @@ import jax
 import jax.numpy as jnp
 
 import score
-from attacks import cross_entropy, image_log_likelihoods
+from attacks import cross_entropy
+from classify import LikelihoodClassifier
 from benchmarks.likelihood import timed
 from experiments.runs import load_run
 from likelihood import Hutchinson
 from likelihood.divergence import batch_divergence
-from sde import SubVPSDE
 
 # (name, adjoint, network built for reverse mode): with it, the divergence's probes are
 # VJPs and the input gradient runs reverse over reverse (score.for_reverse_mode).
@@ -75,11 +75,10 @@ def routes(name, model, image, objective, *, probes, tolerance, check_tolerance,
         key, reverse_model = jax.random.key(0), score.for_reverse_mode(model_)
 
         def loss(x, rtol, adjoint=diffrax.RecursiveCheckpointAdjoint(), reverse=False):
-            return objective(image_log_likelihoods(
-                reverse_model if reverse else model_, SubVPSDE(), x, key=key, adjoint=adjoint,
-                num_classes=model_.config.num_classes, rtol=rtol, atol=rtol,
-                divergence=Hutchinson(probes, mode="reverse" if reverse else "forward"),
-            )[0])
+            classifier = LikelihoodClassifier(
+                reverse_model if reverse else model_, rtol=rtol, atol=rtol,
+                divergence=Hutchinson(probes, mode="reverse" if reverse else "forward"))
+            return objective(classifier.image_scores(x, key, adjoint=adjoint)[0])
 
         return loss
 

@@ -1,5 +1,11 @@
-"""Classification by likelihood: argmax_y log p(x | y) (SPEC.md §4)."""
+"""Classification by likelihood: argmax_y log p(x | y) (docs/method.md §4.6).
 
+`LikelihoodClassifier` and `LogitClassifier` are the classifier values that
+research code and every table call; the functions below them compose the
+likelihood of each label by hand.
+"""
+
+from classify.classifiers import Classifier, LikelihoodClassifier, LogitClassifier, Scores
 from classify.decision import accuracy, marginal_log_likelihood, posterior, predict, summarize
 from classify.likelihoods import (
     batch_class_log_likelihoods,
@@ -9,6 +15,10 @@ from classify.likelihoods import (
 from classify.shortlist import Shortlisted, shortlist_class_log_likelihoods
 
 __all__ = [
+    "Classifier",
+    "LikelihoodClassifier",
+    "LogitClassifier",
+    "Scores",
     "accuracy",
     "batch_class_log_likelihoods",
     "class_log_likelihoods",

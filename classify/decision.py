@@ -1,7 +1,7 @@
-"""From class log-likelihoods to predictions and batch summaries (SPEC.md §4).
+"""From class log-likelihoods to predictions and batch summaries (docs/method.md §4.6).
 
-All functions take log p(x | y) with the labels on the last axis and assume a
-uniform class prior.
+All functions take log p(x | y) (or logits) with the labels on the last axis
+and assume a uniform class prior. A NaN score is an error, never a prediction.
 """
 
 import math
@@ -11,12 +11,17 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
+from classify.likelihoods import checked_labels
 from likelihood import bits_per_dim
 
 
 def predict(log_probs: Float[Array, "*b k"]) -> Int[Array, "*b"]:
-    """argmax_y log p(x | y)."""
-    return jnp.argmax(log_probs, axis=-1)
+    """argmax_y log p(x | y); raises on a NaN score (argmax would pick its label)."""
+    log_probs = jnp.asarray(log_probs)
+    # The check rides on a scalar zero: on the scores it would pin a sharded batch to one device.
+    checked_zero = eqx.error_if(jnp.zeros((), jnp.int32), jnp.any(jnp.isnan(log_probs)),
+                                "a score is NaN: no label can be predicted from it")
+    return jnp.argmax(log_probs, axis=-1) + checked_zero
 
 
 def posterior(log_probs: Float[Array, "*b k"]) -> Float[Array, "*b k"]:
@@ -36,14 +41,7 @@ def _checked_labels(log_probs: Float[Array, "n k"], labels: Int[Array, "n"]) -> 
             f"expected log_probs of shape (n, K) and labels of shape (n,), "
             f"got {log_probs.shape} and {labels.shape}"
         )
-    if not jnp.issubdtype(labels.dtype, jnp.integer):
-        raise TypeError(f"labels must be integers, got dtype {labels.dtype}")
-    num_classes = log_probs.shape[1]
-    return eqx.error_if(
-        labels,
-        jnp.any((labels < 0) | (labels >= num_classes)),
-        f"labels must lie in [0, {num_classes}) for {num_classes} classes",
-    )
+    return checked_labels(labels, log_probs.shape[1])
 
 
 def accuracy(log_probs: Float[Array, "n k"], labels: Int[Array, "n"]) -> Float[Array, ""]:

@@ -13,10 +13,12 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, Shaped
 
 from classify.likelihoods import (
+    Inputs,
     LabelNoiseFn,
+    _pair_log_likelihoods,
     batch_class_log_likelihoods,
     label_keys,
-    pair_log_likelihoods,
+    network_classes,
 )
 from likelihood import LikelihoodStats, typed_keys
 from sde import AbstractSDE
@@ -43,10 +45,11 @@ def shortlist_class_log_likelihoods(
     xs: Shaped[Array, "n *d"],
     *,
     keys: PRNGKeyArray,
-    num_classes: int,
     keep: int,
+    num_classes: int | None = None,
     first_pass: dict,
     share_noise: bool = True,
+    inputs: Inputs = "pixels",
     levels: int = 256,
     **options,
 ) -> Shortlisted:
@@ -55,22 +58,24 @@ def shortlist_class_log_likelihoods(
     Each (image, label) pair sees the same dequantisation noise and probe keys
     in both passes as in `batch_class_log_likelihoods` with the same keys, so
     the shortlisted labels' log p equal those of the full computation.
+    `inputs` and `options` are those of `batch_class_log_likelihoods`.
     """
+    num_classes = network_classes(noise_fn, num_classes)
     if not 1 <= keep <= num_classes:
         raise ValueError(f"keep must lie in [1, {num_classes}], got {keep}")
     xs, keys = jnp.asarray(xs), typed_keys(keys)
     num_images = xs.shape[0]
     first, first_stats = batch_class_log_likelihoods(
         noise_fn, sde, xs, keys=keys, num_classes=num_classes, share_noise=share_noise,
-        levels=levels, **(options | first_pass),
+        inputs=inputs, levels=levels, **(options | first_pass),
     )
     _, shortlist = jax.lax.top_k(first, keep)  # [n, keep], best first
     pair_keys = jax.vmap(lambda k, labels: k[labels])(
         label_keys(keys, num_classes, share_noise), shortlist
     )
-    exact, exact_stats = pair_log_likelihoods(
-        noise_fn, sde, jnp.repeat(xs, keep, axis=0), shortlist.reshape(-1),
-        keys=pair_keys.reshape(-1), levels=levels, **options,
+    exact, exact_stats = _pair_log_likelihoods(
+        noise_fn, sde, jnp.repeat(xs, keep, axis=0), shortlist.reshape(-1), pair_keys.reshape(-1),
+        inputs, levels, options,
     )
     exact = exact.reshape(num_images, keep)
     rows = jnp.arange(num_images)[:, None]

@@ -1,7 +1,19 @@
-"""Estimating log p(x | y) on test images: the settings, the compiled estimate, cached runs.
+"""A run's classifier, built from the command line and the preset, and its per-image records.
 
-Shared by the evaluation entry points (table1, table2, figure3, ...) and
-`benchmarks/classify.py`, so that a setting means the same computation in each.
+`classifier_of` is the one place where the kind of a run (a score network
+or a WideResNet) decides how it classifies; everything after it asks the
+classifier (`kind`, `deterministic`). Shared by the evaluation entry points
+(table1, table2, figure3, ...) and `benchmarks/classify.py`, so that a
+setting means the same computation in each.
+
+A per-image record, the one schema of every table:
+
+    {"index", "label", "kind", "prediction", "scores", "cost": {"nfe", "passes"},
+     "seconds", "compiling"}
+
+`kind` is the classifier's ("likelihood": scores are log p(x | y) in nats;
+"logits"); `seconds` is the chunk's time per image and `compiling` marks a
+first chunk, whose time may include compiling.
 """
 
 import dataclasses
@@ -17,47 +29,26 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding
-from jaxtyping import Array, Int64, PRNGKeyArray, Shaped, UInt8
-from tqdm import tqdm
+from jaxtyping import Int64, PRNGKeyArray, UInt8
 
 import score
-from classify import batch_class_log_likelihoods, shortlist_class_log_likelihoods, summarize
+from classify import Classifier, LikelihoodClassifier, LogitClassifier, Scores, summarize
 from experiments.cli import option
 from experiments.data import Split
-from experiments.discriminative import discriminative_chunk
 from experiments.files import write_npz
 from experiments.parallel import data_parallel, split_or_replicated
+from experiments.progress import progress
 from experiments.results import chunked, run_chunks, running_accuracy
 from experiments.runs import Run
 from likelihood import Hutchinson, OneSolve, VmappedSolves
-from sde import SubVPSDE
 
 SOLVERS = {"dopri5": diffrax.Dopri5(), "tsit5": diffrax.Tsit5()}
 BATCHING = {"one-solve": OneSolve(), "vmapped": VmappedSolves()}
 
 
 @dataclasses.dataclass(frozen=True)
-class Estimate:
-    """How log p(x | y) is estimated: every setting that decides the numbers.
-
-    Hashable, so that it is a static argument of the compiled estimate.
-    """
-
-    probes: int = 1
-    rtol: float = 1e-5
-    atol: float = 1e-5
-    t0: float = 1e-5
-    solver: str = "dopri5"
-    batching: str = "one-solve"
-    share_noise: bool = True
-    shortlist: int | None = None
-    first_pass_tolerance: float = 1e-3
-
-
-@dataclasses.dataclass(frozen=True)
 class EstimateOptions:
-    """The command-line options of an `Estimate`; None means the run's preset's value."""
+    """The command-line options of a run's classifier; None means the run's preset's value."""
 
     probes: int | None = option("Rademacher probes per solve")
     images_per_solve: int | None = option("images whose labels share one ODE solve")
@@ -76,7 +67,7 @@ class EstimateOptions:
     first_pass_tolerance: float = option("rtol = atol of the --shortlist first pass", 1e-3)
 
 
-# The paper's values for CIFAR-10 (SPEC.md §4: n = 30 draws, rtol = atol = 1e-5); the
+# The paper's values for CIFAR-10 (docs/method.md §4.2: n = 30 draws, rtol = atol = 1e-5); the
 # CPU presets' from benchmarks/classify.py and whole-split runs (benchmarks/README.md):
 # on the digits test split rtol 1e-3 gave the same 360 predictions as 1e-4 at half the cost.
 _CPU_EVALUATION = dict(probes=4, rtol=1e-3, atol=1e-3, images_per_solve=20)
@@ -100,125 +91,142 @@ def resolve(options: EstimateOptions, preset: str) -> EstimateOptions:
     return options
 
 
-def estimate_of(options: EstimateOptions) -> Estimate:
-    fields = {f.name for f in dataclasses.fields(Estimate)}
-    return Estimate(**{k: v for k, v in dataclasses.asdict(options).items() if k in fields})
-
-
-@eqx.filter_jit
-def estimate_log_likelihoods(
-    model: score.ScoreNet, pixels: Shaped[Array, "n c h w"], keys: PRNGKeyArray, estimate: Estimate
-) -> dict[str, Array]:
-    """log p(x | y) of n images under every label, the prediction and the cost per image.
-
-    `pixels` are uint8, dequantised with noise from `keys`, or model-space floats used as
-    given (`classify.pair_log_likelihoods`); the probes come from `keys` either way.
-
-    `nfe` counts the solver's function evaluations that the image took part
-    in; `evaluations` counts network passes on one (image, label) input,
-    forward passes and JVPs alike (one per label and probe at each function
-    evaluation), so that settings with other probes, labels or passes compare.
-    """
-    options = dict(
-        divergence=Hutchinson(estimate.probes), share_noise=estimate.share_noise,
-        batching=BATCHING[estimate.batching], rtol=estimate.rtol, atol=estimate.atol,
-        t0=estimate.t0, solver=SOLVERS[estimate.solver],
+def classifier_of(run: Run, options: EstimateOptions | None = None) -> Classifier:
+    """The classifier a table evaluates: the run's model, scored as `options` say (resolved
+    against the run's preset; None: the preset's defaults). A WideResNet is scored by its
+    logits, whatever the options."""
+    if not isinstance(run.model, score.ScoreNet):
+        return LogitClassifier(run.model)
+    options = resolve(options or EstimateOptions(), run.config.preset)
+    return LikelihoodClassifier(
+        run.model, divergence=Hutchinson(options.probes), rtol=options.rtol, atol=options.atol,
+        t0=options.t0, solver=SOLVERS[options.solver], batching=BATCHING[options.batching],
+        share_noise=options.share_noise, shortlist=options.shortlist,
+        first_pass_tolerance=options.first_pass_tolerance,
     )
-    num_classes = model.config.num_classes
-    if estimate.shortlist is None:
-        log_probs, stats = batch_class_log_likelihoods(
-            model, SubVPSDE(), pixels, keys=keys, num_classes=num_classes, **options
-        )
-        nfe = jnp.max(stats.num_function_evaluations, axis=1)
-        return dict(log_probs=log_probs, prediction=jnp.argmax(log_probs, axis=1), nfe=nfe,
-                    evaluations=nfe * num_classes * (1 + estimate.probes))
-    tolerance = estimate.first_pass_tolerance
-    result = shortlist_class_log_likelihoods(
-        model, SubVPSDE(), pixels, keys=keys, num_classes=num_classes, keep=estimate.shortlist,
-        first_pass=dict(divergence=Hutchinson(1), rtol=tolerance, atol=tolerance), **options,
-    )
-    first_nfe = jnp.max(result.first_stats.num_function_evaluations, axis=1)
-    exact_nfe = jnp.max(result.exact_stats.num_function_evaluations, axis=1)
-    return dict(
-        log_probs=result.log_probs, prediction=result.prediction, nfe=first_nfe + exact_nfe,
-        evaluations=first_nfe * num_classes * 2
-        + exact_nfe * estimate.shortlist * (1 + estimate.probes),
-    )
+
+
+def model_name(classifier: Classifier) -> str:
+    """How the tables name the model: "sbgc", or the WideResNet's "WRN-depth-width"."""
+    if classifier.kind == "logits":
+        return f"WRN-{classifier.network.config.depth}-{classifier.network.config.width}"
+    return "sbgc"
+
+
+def require_likelihood(classifier: Classifier, run: Run, what: str) -> LikelihoodClassifier:
+    """Refuse a discriminative run where `what` needs log p(x | y)."""
+    if classifier.kind != "likelihood":
+        raise ValueError(f"{what} needs a likelihood, and {run.config.out} is a discriminative run "
+                         f"({model_name(classifier)}); give it a score run")
+    return classifier
+
+
+def replicated(classifier: Classifier, sharding) -> Classifier:
+    """The classifier with its arrays (the network's parameters) placed by `sharding`."""
+    arrays, static = eqx.partition(classifier, eqx.is_array)
+    return eqx.combine(jax.device_put(arrays, sharding), static)
+
+
+def image_keys(key: PRNGKeyArray, indices) -> PRNGKeyArray:
+    """Each image's key from its test-set index, so that an image gets the same draws
+    wherever it is evaluated (clean or corrupted alike)."""
+    return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.asarray(indices))
+
+
+def scored(kind: str, scores: Scores, i: int) -> dict:
+    """The scored part of image i's record: kind, prediction, scores, cost."""
+    return {"kind": kind, "prediction": int(scores.prediction[i]), "scores": np.asarray(scores.scores[i]).tolist(),
+            "cost": {"nfe": int(scores.nfe[i]), "passes": int(scores.passes[i])}}
 
 
 def classify_chunk(
-    model: score.ScoreNet,
+    classifier: Classifier,
     images: UInt8[np.ndarray, "n h w c"],
     labels: Int64[np.ndarray, " n"],
     indices: Int64[np.ndarray, " n"],
     key: PRNGKeyArray,
-    shardings: tuple[NamedSharding, NamedSharding],
-    estimate: Estimate,
+    shardings,
     first: bool,
 ) -> list[dict]:
-    """Per-image results for the test images `indices` (pixels `images`), their labels in
-    one solve. Each image's noise and probes come from `key` and its test-set index, so
-    an image gets the same draws wherever it is evaluated (clean or corrupted alike).
+    """The records of the test images `indices` (pixels `images`), scored together (their
+    labels in one solve), split over the devices (docs/cpu.md trap 2).
 
-    `first` marks the first chunk of a loop, whose time may include compiling:
-    its records say so (`compiling`), and speed figures leave them out.
+    `first` marks the first chunk of a loop, whose time may include compiling.
     """
-    pixels = jnp.moveaxis(jnp.asarray(images), -1, 1)  # c h w
-    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.asarray(indices))
-    pixels, keys = jax.device_put((pixels, keys), split_or_replicated(len(indices), *shardings))
+    pixels, keys = jax.device_put((jnp.asarray(images), image_keys(key, indices)),
+                                  split_or_replicated(len(indices), *shardings))
     began = time.perf_counter()
-    result = jax.block_until_ready(estimate_log_likelihoods(model, pixels, keys, estimate))
+    scores = jax.device_get(jax.block_until_ready(classifier.scores(pixels, keys)))
     seconds = (time.perf_counter() - began) / len(indices)
-    return [
-        {"index": int(i), "label": int(label), "prediction": int(prediction),
-         "log_probs": np.asarray(lp).tolist(), "nfe": int(nfe), "evaluations": int(evaluations),
-         "seconds": seconds, "compiling": first}
-        for i, label, lp, prediction, nfe, evaluations in zip(
-            indices, labels, result["log_probs"], result["prediction"], result["nfe"],
-            result["evaluations"])
-    ]
+    return [{"index": int(index), "label": int(label), **scored(classifier.kind, scores, i),
+             "seconds": seconds, "compiling": first}
+            for i, (index, label) in enumerate(zip(indices, labels))]
+
+
+ChunkClassifier = Callable[[np.ndarray, np.ndarray, np.ndarray, bool], list[dict]]
+
+
+def chunk_classifier(classifier: Classifier, images_per_solve: int, seed: int) -> ChunkClassifier:
+    """classify(images, labels, indices, compiling) -> records: `classify_chunk` with the
+    classifier placed on the devices that a chunk of `images_per_solve` images uses."""
+    shardings = data_parallel(images_per_solve)
+    placed, key = replicated(classifier, shardings[0]), jax.random.key(seed)
+    return lambda images, labels, indices, first: classify_chunk(
+        placed, images, labels, indices, key, shardings, first)
+
+
+def classify_test_images(
+    classifier: Classifier, images_per_solve: int, test: Split, order: np.ndarray, results_path: Path,
+    *, seed: int, desc: str,
+) -> list[dict]:
+    """The records of the test images `order`, `images_per_solve` per chunk, resumable from
+    `results_path`."""
+    classify = chunk_classifier(classifier, images_per_solve, seed)
+    return run_chunks(
+        results_path, chunked(order, images_per_solve),
+        lambda indices, first: classify(test.images[indices], test.labels[indices], indices, first),
+        desc=desc, postfix=running_accuracy,
+    )
 
 
 def estimate_images(
-    model: score.ScoreNet,
+    classifier: Classifier,
     test: Split,
     indices: np.ndarray,
-    estimate: Estimate,
     *,
     key: PRNGKeyArray,
     images_per_solve: int,
     cache: Path | None = None,
     desc: str = "estimate",
 ) -> dict[str, np.ndarray]:
-    """`classify_chunk` over all `indices`, as arrays: log_probs [n, K], prediction, nfe, ...
-
-    Each image's `seconds` is its chunk's time per image; `compiling` marks
-    the first chunk, whose time may include compiling (see `seconds_per_image`).
+    """`classify_chunk` over all `indices`, as arrays: scores [n, K], prediction, nfe, passes,
+    seconds, compiling.
 
     With `cache`, the arrays are saved there under a name derived from every
-    input that decides them (settings, key, images, labels and the model's
-    parameters), and a later call with the same inputs reads them back
-    instead of solving again.
+    input that decides them (the classifier's settings and parameters, the key,
+    the images and labels), and a later call with the same inputs reads them
+    back instead of solving again.
     """
+    arrays, static = eqx.partition(classifier, eqx.is_array)
     fingerprint = hashlib.sha1(json.dumps(
-        [dataclasses.asdict(estimate), jax.random.key_data(key).tolist(), images_per_solve]
+        [eqx.tree_pformat(static, short_arrays=False), jax.random.key_data(key).tolist(), images_per_solve]
     ).encode())
-    for array in (test.images[indices], test.labels[indices],
-                  *jax.tree.leaves(eqx.filter(model, eqx.is_array))):
+    for array in (test.images[indices], test.labels[indices], *jax.tree.leaves(arrays)):
         fingerprint.update(np.ascontiguousarray(array).tobytes())
     path = cache and cache / f"{fingerprint.hexdigest()[:20]}.npz"
     if path is not None and path.exists():
         with np.load(path) as saved:
             return dict(saved)
     shardings = data_parallel(images_per_solve)
-    model = jax.device_put(model, shardings[0])
+    placed = replicated(classifier, shardings[0])
     records = []
-    for start in tqdm(range(0, len(indices), images_per_solve), desc=desc, unit="solve",
-                      disable=None, leave=False):
+    for start in progress(range(0, len(indices), images_per_solve), desc=desc, unit="solve"):
         chunk = indices[start:start + images_per_solve]
-        records += classify_chunk(model, test.images[chunk], test.labels[chunk], chunk, key,
-                                  shardings, estimate, first=start == 0)
-    arrays = {name: np.asarray([r[name] for r in records]) for name in records[0]}
+        records += classify_chunk(placed, test.images[chunk], test.labels[chunk], chunk, key,
+                                  shardings, first=start == 0)
+    arrays = {"scores": np.asarray([r["scores"] for r in records]),
+              **{name: np.asarray([r["cost"][name] for r in records]) for name in ("nfe", "passes")},
+              **{name: np.asarray([r[name] for r in records]) for name in ("prediction", "seconds", "compiling")}}
     if path is not None:
         write_npz(path, arrays)
     return arrays
@@ -233,45 +241,14 @@ def seconds_per_image(seconds: np.ndarray, compiling: np.ndarray) -> float:
     return float(np.median(timed))
 
 
-ChunkClassifier = Callable[[np.ndarray, np.ndarray, np.ndarray, bool], list[dict]]
-
-
-def chunk_classifier(run: Run, options: EstimateOptions, seed: int) -> ChunkClassifier:
-    """classify(images, labels, indices, compiling) -> per-image lines, for either kind of run:
-    `classify_chunk` (log p(x | y) by `options`, the chunk split over the devices as in
-    CPU_NOTES trap 2) for a score network, `discriminative_chunk` (logits) for a WideResNet."""
-    if run.config.model == "wrn":
-        return lambda images, labels, indices, first: discriminative_chunk(
-            run.model, images, labels, indices, first=first)
-    estimate, key = estimate_of(options), jax.random.key(seed)
-    shardings = data_parallel(options.images_per_solve)
-    model = jax.device_put(run.model, shardings[0])
-    return lambda images, labels, indices, first: classify_chunk(
-        model, images, labels, indices, key, shardings, estimate, first)
-
-
-def classify_test_images(
-    run: Run, options: EstimateOptions, test: Split, order: np.ndarray, results_path: Path, *,
-    seed: int, desc: str,
-) -> list[dict]:
-    """`chunk_classifier` on the test images `order`, `options.images_per_solve` per chunk,
-    resumable from `results_path`."""
-    classify = chunk_classifier(run, options, seed)
-    return run_chunks(
-        results_path, chunked(order, options.images_per_solve),
-        lambda indices, first: classify(test.images[indices], test.labels[indices], indices, first),
-        desc=desc, postfix=running_accuracy,
-    )
-
-
 def accuracy_and_bits(records: list[dict], num_dims: int) -> dict[str, float | None]:
-    """Accuracy, and mean bits/dim under the true label and marginal, of per-image lines
-    (None for a discriminative model's, which have logits and no likelihood)."""
+    """Accuracy, and mean bits/dim under the true label and marginal, of records (None for
+    logits, which are no likelihood)."""
     # A shortlist predicts from its exact pass only, which the argmax in summarize cannot see.
     accuracy = float(np.mean([r["label"] == r["prediction"] for r in records]))
-    if "log_probs" not in records[0]:
+    if records[0]["kind"] != "likelihood":
         return {"accuracy": accuracy, "bits_per_dim": None, "bits_per_dim_marginal": None}
-    log_probs = jnp.asarray([r["log_probs"] for r in records])
+    log_probs = jnp.asarray([r["scores"] for r in records])
     labels = jnp.asarray([r["label"] for r in records])
     summary = {k: float(v) for k, v in summarize(log_probs, labels, num_dims).items()}
     return {**summary, "accuracy": accuracy}

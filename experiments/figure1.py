@@ -12,7 +12,7 @@ the path shows whether accuracy rises as bits/dim falls, or whether they
 trade. A discriminative run (a WideResNet) has no bits/dim: it is a
 horizontal line at its table1 accuracy, as the paper draws its
 discriminative state of the art. A second panel holds the published
-CIFAR-10 numbers of SPEC.md §5 (none from memory). Writes `figure1.png` and
+CIFAR-10 numbers of docs/method.md §5 (none from memory). Writes `figure1.png` and
 `figure1.json`; each checkpoint's per-image results stay in
 OUT/RUN-NAME/step_N/ and a rerun continues from them.
 """
@@ -33,7 +33,7 @@ from experiments.results import claim, evaluation_order, results_folder, results
 from experiments.checkpoint import kept_checkpoints
 from experiments.runs import load_run
 
-# SPEC.md §5 (the paper's Table 1, CIFAR-10): accuracy and bits/dim where both are given.
+# docs/method.md §5 (the paper's Table 1, CIFAR-10): accuracy and bits/dim where both are given.
 PUBLISHED_POINTS = [("SBGC (Zimmermann et al. 2021)", 3.11, 0.9504)]
 PUBLISHED_LINES = [("WideResNet-28-12 (baseline in the paper)", 0.9542)]
 
@@ -69,8 +69,9 @@ def checkpoint_path(config: Figure1Config, folder: Path) -> list[dict]:
         order = evaluation_order(len(test.labels), config.limit, config.seed)
         out = config.out / folder.name / f"step_{step:07d}"
         settings = {**settings_of(options), "runs": str(folder), "checkpoint": checkpoint}
-        records = classify_test_images(run, options, test, order, claim(out, settings, run),
-                                       seed=config.seed, desc=f"{folder.name} step {step}")
+        records = classify_test_images(estimates.classifier_of(run, options), options.images_per_solve,
+                                       test, order, claim(out, settings, run), seed=config.seed,
+                                       desc=f"{folder.name} step {step}")
         summary = accuracy_and_bits(records, math.prod(test.images.shape[1:]))
         points.append({"step": step, "accuracy": summary["accuracy"],
                        "bits_per_dim": summary["bits_per_dim"], "num_images": len(records)})
@@ -80,7 +81,7 @@ def checkpoint_path(config: Figure1Config, folder: Path) -> list[dict]:
 def plot(path: Path, runs: dict[str, dict], limit: int) -> None:
     figure, (ours, published) = plt.subplots(1, 2, figsize=(11, 4.2))
     for name, run in runs.items():
-        if run["kind"] == "wrn":
+        if run["kind"] == "logits":
             if run["point"] is not None:
                 ours.axhline(100 * run["point"]["accuracy"], linestyle="--", color="grey",
                              label=f"{name} (discriminative)")
@@ -101,7 +102,7 @@ def plot(path: Path, runs: dict[str, dict], limit: int) -> None:
         published.plot(bits, 100 * accuracy, "*", markersize=12, label=name)
     for name, accuracy in PUBLISHED_LINES:
         published.axhline(100 * accuracy, linestyle="--", color="grey", label=name)
-    published.set(xlabel="bits/dim", ylabel="accuracy (%)", title="CIFAR-10, published (SPEC.md §5)")
+    published.set(xlabel="bits/dim", ylabel="accuracy (%)", title="CIFAR-10, published (docs/method.md §5)")
     published.invert_xaxis()
     for axis in (ours, published):
         axis.legend(fontsize=7)
@@ -116,10 +117,10 @@ def main(argv: list[str] | None = None) -> dict:
     runs, chosen = {}, results_folders(config.folders)
     for name in (r for r in config.runs.split(",") if r):
         folder = Path(name)
-        kind = load_run(folder).config.model
+        kind = estimates.classifier_of(load_run(folder)).kind
         point = run_point(results_folder(name, "table1", chosen))
         runs[str(folder)] = {"kind": kind, "point": point,
-                             "path": checkpoint_path(config, folder) if kind == "score" else []}
+                             "path": checkpoint_path(config, folder) if kind == "likelihood" else []}
         if runs[str(folder)]["point"] is None and not runs[str(folder)]["path"]:
             raise FileNotFoundError(f"{folder}: no table1 results and no kept checkpoints; run "
                                     f"`python -m experiments.table1 --run {folder}` first")

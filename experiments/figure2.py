@@ -12,7 +12,7 @@ the SAME noise u: y(t) = 2 (x(t) + u) / 256 - 1, so y(1) and y(0) are the
 usual dequantised A and B and the curve's shape comes from the images, not
 from fresh noise at each point (the probes are shared along a pair too).
 
-Per point: the marginal log p(x) (SPEC.md §4: logsumexp over labels minus
+Per point: the marginal log p(x) (docs/method.md §4.6: logsumexp over labels minus
 log K) and log p(x | y_A), log p(x | y_B), in bits/dim. The shape of
 f(t) = log p(x(t)): the fraction of pairs whose f lies below its chord at
 every interior point (convex), and the mean of f(1/2) - (f(0) + f(1)) / 2
@@ -34,14 +34,14 @@ from classify import marginal_log_likelihood
 from experiments import estimates
 from experiments.cli import option, parse_config
 from experiments.data import load_dataset
-from experiments.estimates import EstimateOptions, estimate_log_likelihoods
+from experiments.estimates import EstimateOptions
 from experiments.files import write_json
 from experiments.parallel import data_parallel, split_or_replicated
 from experiments.plotting import pyplot as plt
 from experiments.plotting import save_png
 from experiments.results import RunOptions, chunked, claim, run_chunks, settings_of
 from experiments.runs import load_run
-from likelihood import bits_per_dim
+from likelihood import bits_per_dim, channels_first, to_model_space
 
 # About 20 minutes on 2 CPU cores for digits (25 points x 10 labels a pair); the paper's 500.
 PRESET_PAIRS = {"digits": 100, "mnist": 10, "fashion-mnist": 10, "cifar10": 500, "cifar10-deep": 500}
@@ -94,9 +94,9 @@ def shape_statistics(curves: Float[np.ndarray, "pairs p"], times: np.ndarray) ->
 
 def evaluate(config: Figure2Config) -> dict:
     run = load_run(config.run)
-    run.require_likelihood("figure2")
     preset = run.config.preset
     config = estimates.resolve(config, preset)
+    classifier = estimates.require_likelihood(estimates.classifier_of(run, config), run, "figure2")
     if config.pairs is None:
         config = dataclasses.replace(config, pairs=PRESET_PAIRS[preset])
     if config.shortlist is not None:
@@ -109,10 +109,10 @@ def evaluate(config: Figure2Config) -> dict:
     results_path = claim(out, settings, run)
     num_dims = math.prod(test.images.shape[1:])
 
-    estimate, key = estimates.estimate_of(config), jax.random.key(config.seed)
+    key = jax.random.key(config.seed)
     pairs_per_solve = max(1, config.images_per_solve // len(times))
     shardings = data_parallel(pairs_per_solve * len(times))
-    model = jax.device_put(run.model, shardings[0])
+    classifier = estimates.replicated(classifier, shardings[0])
 
     def interpolate_chunk(chunk: list[int], compiling: bool) -> list[dict]:
         pair_keys = [jax.random.fold_in(key, number) for number in chunk]
@@ -120,12 +120,12 @@ def evaluate(config: Figure2Config) -> dict:
         for number, pair_key in zip(chunk, pair_keys):
             a, b = pairs[number]
             noise = jax.random.uniform(jax.random.split(pair_key)[0], test.images.shape[1:])
-            points.append(2 * (interpolate(test.images[a], test.images[b], times) + noise) / 256 - 1)
-        x = jnp.moveaxis(jnp.asarray(np.concatenate(points), jnp.float32), -1, 1)  # c h w
+            points.append(to_model_space(interpolate(test.images[a], test.images[b], times), noise))
+        x = channels_first(jnp.concatenate(points))
         keys = jnp.stack([k for k in pair_keys for _ in times])  # probes shared along a pair
         x, keys = jax.device_put((x, keys), split_or_replicated(len(x), *shardings))
         began = time.perf_counter()
-        log_probs = jax.block_until_ready(estimate_log_likelihoods(model, x, keys, estimate)["log_probs"])
+        log_probs = jax.block_until_ready(classifier.model_scores(x, keys).scores)
         seconds = (time.perf_counter() - began) / len(chunk)
         log_probs = np.asarray(log_probs).reshape(len(chunk), len(times), -1)
         return [{"pair": int(number), "a": int(pairs[number][0]), "b": int(pairs[number][1]),

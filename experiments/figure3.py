@@ -3,7 +3,7 @@
     python -m experiments.figure3 --run runs/digits
 
 Each draw is one solve with its own dequantisation noise and one Rademacher
-probe (SPEC.md §4); n draws average their log p(x | y). For every n in
+probe (docs/method.md §4.2); n draws average their log p(x | y). For every n in
 --counts, random subsets of n of the --draws draws (--subsamples of them)
 give the mean and spread of: accuracy, and the mean log-likelihood under the
 true label and under the best wrong label. Once with the noise shared across
@@ -22,7 +22,8 @@ import numpy as np
 
 from experiments.cli import option, parse_config
 from experiments.data import load_dataset
-from experiments.estimates import PRESET_EVALUATION, Estimate, estimate_images, seconds_per_image
+from experiments import estimates
+from experiments.estimates import PRESET_EVALUATION, EstimateOptions, estimate_images, seconds_per_image
 from experiments.files import write_json
 from experiments.plotting import pyplot as plt
 from experiments.plotting import save_png
@@ -102,21 +103,23 @@ def main(argv: list[str] | None = None) -> dict:
     if not counts or counts[0] < 1 or counts[-1] > config.draws:
         raise ValueError(f"--counts must lie in [1, --draws = {config.draws}], got {config.counts}")
     run = load_run(config.run)
-    run.require_likelihood("figure3")
-    train_config, model = run.config, run.model
-    defaults = PRESET_EVALUATION[train_config.preset]
-    rtol = config.rtol if config.rtol is not None else defaults["rtol"]
-    atol = config.atol if config.atol is not None else defaults["atol"]
+    train_config = run.config
+    # Each draw is one probe; the tolerances are the preset's unless given.
+    options = EstimateOptions(probes=1, rtol=config.rtol, atol=config.atol)
+    rtol, atol = (getattr(estimates.resolve(options, train_config.preset), name) for name in ("rtol", "atol"))
+    classifiers = {
+        noise: estimates.require_likelihood(
+            estimates.classifier_of(run, dataclasses.replace(options, share_noise=shared)), run, "figure3")
+        for noise, shared in (("shared", True), ("separate", False))}
     out = config.out or config.run / "figure3"
     test = load_dataset(train_config.preset, "test", source=config.data)
     indices = evaluation_order(len(test.labels), config.images, config.seed)
     labels = test.labels[indices]
 
     curves, solved = {}, []
-    for noise, shared in (("shared", True), ("separate", False)):
-        estimate = Estimate(probes=1, rtol=rtol, atol=atol, share_noise=shared)
+    for noise, classifier in classifiers.items():
         draws = [
-            estimate_images(model, test, indices, estimate,
+            estimate_images(classifier, test, indices,
                             key=jax.random.fold_in(jax.random.key(config.seed), d),
                             images_per_solve=config.images_per_solve,
                             cache=config.run / "estimates",
@@ -124,7 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
             for d in range(config.draws)
         ]
         solved += draws
-        log_probs = np.stack([draw["log_probs"] for draw in draws])
+        log_probs = np.stack([draw["scores"] for draw in draws])
         curves[noise] = draw_statistics(log_probs, labels, counts, config.subsamples, config.seed)
 
     # Cached draws keep the seconds measured when they were solved.

@@ -42,7 +42,8 @@ def curves(table2: dict) -> dict[str, dict[str, list[float]]]:
     return result
 
 
-def plot(path: Path, panels: dict[str, dict[str, list[float]]], title: str) -> None:
+def plot(path: Path, panels: dict[str, dict[str, list[float]]], title: str, likelihood: bool) -> None:
+    """A panel per corruption; bits/dim on the left axis only for a likelihood (not logits)."""
     columns = min(5, len(panels))
     rows = math.ceil(len(panels) / columns)
     figure, axes = plt.subplots(rows, columns, squeeze=False, figsize=(3.2 * columns, 2.6 * rows))
@@ -50,7 +51,7 @@ def plot(path: Path, panels: dict[str, dict[str, list[float]]], title: str) -> N
         axis.set_title(name.replace("_", " "), fontsize=9)
         axis.set_xlabel("severity", fontsize=8)
         right = axis.twinx()
-        if panel["bits_per_dim"][0] is not None:  # a discriminative model has no likelihood
+        if likelihood:
             axis.plot(panel["severity"], panel["bits_per_dim"], "o-", color="tab:blue")
             axis.set_ylabel("bits/dim", color="tab:blue", fontsize=8)
         right.plot(panel["severity"], [100 * a for a in panel["accuracy"]], "s--", color="tab:red")
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
     write_json(out / "figure4.json", result)
     plot(out / "figure4.png", panels,
          f"{table2.get('model', 'sbgc')}, {table2['preset']}: {table2['num_images']} test images per "
-         "corruption and severity (severity 0: clean)")
+         "corruption and severity (severity 0: clean)", likelihood=table2["kind"] == "likelihood")
     print(f"wrote {out / 'figure4.png'} and {out / 'figure4.json'}")
     return result
 

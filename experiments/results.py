@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from experiments import checkpoint
 from experiments.cli import option
 from experiments.files import append_lines, read_lines, write_json, write_lines, write_text
+from experiments.progress import progress
 from experiments.runs import Run
 from experiments.stopping import stops_as_interrupt
 
@@ -92,8 +92,7 @@ def run_chunks(
     done = int(np.searchsorted(boundaries, len(records), side="right")) - 1
     records = records[: boundaries[done]]
     write_lines(path, records)
-    bar = tqdm(total=int(boundaries[-1]), initial=len(records), desc=desc, unit="image",
-               dynamic_ncols=True, disable=None)
+    bar = progress(total=int(boundaries[-1]), initial=len(records), desc=desc, unit="image")
     with stops_as_interrupt():
         try:
             for number in range(done, len(chunks)):

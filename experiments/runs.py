@@ -16,26 +16,14 @@ class Run(NamedTuple):
     """A trained run: its resolved settings, its evaluated model, its step.
 
     The evaluated model is the EMA model, or the trained one for a run without
-    EMA (`--ema-decay 0`, the WideResNets' default). `config.model` says which
-    kind it is: "score" (a `score.ScoreNet`) or "wrn" (a `baseline.WideResNet`).
+    EMA (`--ema-decay 0`, the WideResNets' default): a `score.ScoreNet` or a
+    `baseline.WideResNet`. `experiments.estimates.classifier_of` turns it into
+    the classifier the tables evaluate.
     """
 
     config: TrainConfig
     model: Network
     step: int
-
-    @property
-    def label(self) -> str:
-        """How the tables name the model: "sbgc", or the WideResNet's "WRN-depth-width"."""
-        if self.config.model == "wrn":
-            return f"WRN-{self.model.config.depth}-{self.model.config.width}"
-        return "sbgc"
-
-    def require_likelihood(self, what: str) -> None:
-        """Refuse a discriminative run where `what` needs log p(x | y)."""
-        if self.config.model != "score":
-            raise ValueError(f"{what} needs a likelihood, and {self.config.out} is a discriminative "
-                             f"run ({self.label}); give it a score run")
 
     def fingerprint(self) -> dict:
         """What identifies the evaluated model: results folders record it and refuse to mix

@@ -3,7 +3,7 @@
     python -m experiments.table1 --run runs/digits
 
 Loads the EMA model of a training run, computes log p(x | y) for every test
-image and label from the probability-flow ODE (SPEC.md §4; uniform
+image and label from the probability-flow ODE (docs/method.md §4; uniform
 dequantisation, shared noise across labels), and reports accuracy of
 argmax_y, bits/dim under the true label and marginal over labels, function
 evaluations and speed. Per-image results go to `images.jsonl` as they are
@@ -23,7 +23,7 @@ from experiments.estimates import EstimateOptions, accuracy_and_bits, seconds_pe
 from experiments.results import EvaluationConfig, claim, evaluation_order, settings_of, write_summary
 from experiments.runs import load_run
 
-# SPEC.md §5, Table 1 of the paper (CIFAR-10 test set, 10,000 images).
+# docs/method.md §5, Table 1 of the paper (CIFAR-10 test set, 10,000 images).
 PUBLISHED_ROWS = [
     ("SBGC (Zimmermann et al. 2021)", "CIFAR-10", "10,000", "95.04", "3.11"),
     ("SBGC, deep variant (Zimmermann et al. 2021)", "CIFAR-10", "10,000", "", "3.08"),
@@ -40,34 +40,37 @@ def evaluate(config: Table1Config) -> dict:
     """Classify the chosen test images, resuming from `images.jsonl`; returns the summary."""
     run = load_run(config.run)
     config = estimates.resolve(config, run.config.preset)
+    classifier = estimates.classifier_of(run, config)
     out = config.out or config.run / "table1"
     settings = settings_of(config)
     test = load_dataset(run.config.preset, "test", source=config.data)
     order = evaluation_order(len(test.labels), config.limit, config.seed)
     results_path = claim(out, settings, run)
 
-    records = estimates.classify_test_images(run, config, test, order, results_path,
-                                             seed=config.seed, desc="table1")
-    summary = summarize_records(records, run.label, run.config.preset, test.images.shape[1:], settings,
-                                run.model.config.num_classes)
+    records = estimates.classify_test_images(classifier, config.images_per_solve, test, order,
+                                             results_path, seed=config.seed, desc="table1")
+    summary = summarize_records(records, estimates.model_name(classifier), run.config.preset,
+                                test.images.shape[1:], settings, classifier.num_classes)
     write_summary(out, "table1", summary, markdown_table(summary))
     return summary
 
 
 def summarize_records(records: list[dict], model: str, preset: str, image_shape, settings: dict,
                       num_classes: int) -> dict:
-    """table1.json's fields from the per-image lines of `estimates.chunk_classifier` (a
-    discriminative model has no bits/dim and no solver: those fields are None).
-    `confusion[i][j]` counts images of label i predicted as j."""
-    mean = lambda name: float(np.mean([r[name] for r in records])) if name in records[0] else None
+    """table1.json's fields from the records of `estimates.classify_chunk` (logits have no
+    bits/dim and no solver: those fields are None). `confusion[i][j]` counts images of
+    label i predicted as j."""
+    likelihood = records[0]["kind"] == "likelihood"
+    mean_cost = lambda name: float(np.mean([r["cost"][name] for r in records])) if likelihood else None
     confusion = np.zeros((num_classes, num_classes), int)
     np.add.at(confusion, ([r["label"] for r in records], [r["prediction"] for r in records]), 1)
     return {
         **accuracy_and_bits(records, math.prod(image_shape)),
+        "kind": records[0]["kind"],
         "confusion": confusion.tolist(),
         "num_images": len(records),
-        "nfe_per_image": mean("nfe"),
-        "evaluations_per_image": mean("evaluations"),
+        "nfe_per_image": mean_cost("nfe"),
+        "evaluations_per_image": mean_cost("passes"),
         "images_per_second": 1 / seconds_per_image([r["seconds"] for r in records],
                                                    [r["compiling"] for r in records]),
         "model": model,
@@ -81,7 +84,7 @@ def markdown_table(summary: dict) -> str:
     rows = [f"| {name} (published) | {data} | {n} | {acc} | {bpd} |" for name, data, n, acc, bpd
             in PUBLISHED_ROWS]
     data = f"| {summary['preset']} test split | {summary['num_images']:,} | {100 * summary['accuracy']:.2f} |"
-    if summary["bits_per_dim"] is None:
+    if summary["kind"] == "logits":
         rows.append(f"| {summary['model']}, this run (preset {summary['preset']}; discriminative: "
                     f"argmax of the logits) {data} none (no likelihood) |")
         cost = ""

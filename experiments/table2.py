@@ -37,7 +37,7 @@ from experiments.runs import load_run
 
 CLEAN = "clean"
 SEVERITIES = (1, 2, 3, 4, 5)
-# SPEC.md §5 and the paper's Table 2: clean, CIFAR-10-C mean over the 15 corruptions,
+# docs/method.md §5 and the paper's Table 2: clean, CIFAR-10-C mean over the 15 corruptions,
 # and the mean without the three noises.
 PUBLISHED_ROWS = [
     ("SBGC (Zimmermann et al. 2021)", "95.04", "76.24", "75.71"),
@@ -87,7 +87,8 @@ def evaluate(config: Table2Config) -> dict:
     results_path = claim(out, settings, run)
     draw_contact_sheet(out / "corruptions.png", test, int(order[0]), names, config)
 
-    classify = estimates.chunk_classifier(run, config, config.seed)
+    classifier = estimates.classifier_of(run, config)
+    classify = estimates.chunk_classifier(classifier, config.images_per_solve, config.seed)
 
     def classify_corrupted(chunk: list[tuple], compiling: bool) -> list[dict]:
         name, severity = chunk[0][:2]
@@ -99,7 +100,8 @@ def evaluate(config: Table2Config) -> dict:
 
     records = run_chunks(results_path, jobs(names, order, config.images_per_solve),
                          classify_corrupted, desc="table2", postfix=running_accuracy)
-    summary = summarize_records(records, run.label, preset, math.prod(test.images.shape[1:]), settings)
+    summary = summarize_records(records, estimates.model_name(classifier), preset,
+                                math.prod(test.images.shape[1:]), settings)
     write_summary(out, "table2", summary, markdown_table(summary))
     return summary
 
@@ -111,7 +113,7 @@ def _bits(records: list[dict], num_dims: int) -> dict:
 
 def summarize_records(records: list[dict], model: str, preset: str, num_dims: int, settings: dict) -> dict:
     """table2.json's fields: per corruption and severity, and the paper's two means (bits/dim
-    None for a discriminative model)."""
+    None for logits)."""
     groups: dict[tuple[str, int], list[dict]] = {}
     for r in records:
         groups.setdefault((r["corruption"], r["severity"]), []).append(r)
@@ -124,6 +126,7 @@ def summarize_records(records: list[dict], model: str, preset: str, num_dims: in
     without_noises = [n for n in corruptions if n not in NOISES]
     return {
         "model": model,
+        "kind": records[0]["kind"],
         "preset": preset,
         "num_images": len(records) // (1 + len(SEVERITIES) * len(corruptions)),
         "clean_accuracy": clean["accuracy"],
@@ -146,7 +149,7 @@ def markdown_table(summary: dict) -> str:
     n, m = summary["num_corruptions"], summary["num_corruptions_without_noises"]
     rows = [f"| {name} (published) | CIFAR-10-C | 15 | {clean} | {mean} | {without} |"
             for name, clean, mean, without in PUBLISHED_ROWS]
-    discriminative = summary["clean_bits_per_dim"] is None
+    discriminative = summary["kind"] == "logits"
     estimator = "argmax of the logits" if discriminative else f"{s['probes']} probe(s), rtol {s['rtol']}"
     bits = lambda value: "" if discriminative else f" ({value:.2f})"
     rows.append(

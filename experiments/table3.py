@@ -22,29 +22,24 @@ import time
 from pathlib import Path
 from typing import Literal
 
-import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array
 
-import score
-from attacks import PGD, attack_gradient_fn, cross_entropy, image_log_likelihoods, pgd
+from attacks import MODES, PGD, attack_batch, attack_name, modes_of
+from classify import Classifier
+from experiments import estimates
 from experiments.cli import option, parse_config
 from experiments.data import load_dataset
-from experiments.estimates import PRESET_EVALUATION, seconds_per_image
+from experiments.estimates import EstimateOptions, seconds_per_image
 from experiments.files import write_npz
 from experiments.plotting import pyplot as plt
 from experiments.plotting import save_png
 from experiments.parallel import data_parallel, split_or_replicated
 from experiments.results import chunked, claim, evaluation_order, run_chunks, settings_of, write_summary
 from experiments.runs import load_run
-from likelihood import Hutchinson
-from sde import SubVPSDE
 
 NORMS = ("linf", "l2")
-MODES = ("fixed", "eot")
-# SPEC.md §5, Table 3 of the paper (CIFAR-10, N = 216): clean, L-inf 8/255, L2 0.5.
+# docs/method.md §5, Table 3 of the paper (CIFAR-10, N = 216): clean, L-inf 8/255, L2 0.5.
 PUBLISHED_ROWS = [
     ("SBGC (Zimmermann et al. 2021)", "95.04", "0.00", "0.00"),
     ("WideResNet-70-16 + augmentation (baseline in the paper)", "92.23", "82.32", "66.56"),
@@ -75,102 +70,42 @@ class Table3Config:
     data: str | None = option("data source: a local folder, 'hub', or None for the default")
 
 
-@dataclasses.dataclass(frozen=True)
-class AttackSettings:
-    """What decides one image's attacks."""
-
-    attacks: tuple[PGD, ...]  # one per norm, in NORMS order
-    eot_draws: int
-    route: str
-    probes: int
-    rtol: float
-    atol: float
-
-
-@eqx.filter_jit
-def _log_likelihoods(model, images, keys, options) -> tuple[Array, Array]:
-    """log p(x | y) for every label of each image, and each image's forward evaluations."""
-    def one(image, key):
-        log_probs, stats = image_log_likelihoods(model, SubVPSDE(), image, key=key, **options)
-        return log_probs, jnp.max(stats.num_function_evaluations)
-
-    return jax.vmap(one)(images, keys)
-
-
-def attack_images(model, images, labels, keys, settings: AttackSettings) -> dict:
-    """Clean and attacked log p(x | y) of a batch of images, the adversarial images and
-    the costs (image i's noise, probes and random starts from `keys[i]`).
-
-    Two compiled functions serve all of it (the forward log-likelihoods and one
-    draw's gradient), whatever the images, labels, norm or mode.
-    """
-    options = dict(num_classes=model.config.num_classes, divergence=Hutchinson(settings.probes),
-                   rtol=settings.rtol, atol=settings.atol)
-    # The solver route runs reverse over reverse on the reverse-mode network, with the same
-    # probes and the same numbers: 6x faster on CPU than reverse over the forward-mode
-    # divergence. The continuous adjoint cannot (diffrax takes a JVP of the custom VJP).
-    reverse = settings.route == "solver"
-    gradient_model = score.for_reverse_mode(model) if reverse else model
-    gradient_options = {**options,
-                        "divergence": Hutchinson(settings.probes, mode="reverse" if reverse else "forward")}
-    fixed_keys, start_keys, eot_keys, judge_keys = jnp.moveaxis(jax.vmap(lambda k: jax.random.split(k, 4))(keys), 1, 0)
-    clean, clean_nfe = _log_likelihoods(model, images, fixed_keys, options)
-    result = {"clean": clean, "clean_nfe": clean_nfe}
-    for norm, attack in zip(NORMS, settings.attacks):
-        for mode in MODES:
-            gradient_fn = attack_gradient_fn(gradient_model, SubVPSDE(), labels,
-                                             keys=fixed_keys, mode=mode, eot_draws=settings.eot_draws,
-                                             route=settings.route, **gradient_options)
-            starts = _fold_in(start_keys if mode == "fixed" else eot_keys, NORMS.index(norm))
-            adversarial, nfe = pgd(gradient_fn, images, keys=starts, attack=attack)
-            judge = fixed_keys if mode == "fixed" else judge_keys
-            log_probs, _ = _log_likelihoods(model, adversarial, judge, options)
-            result[f"{norm}_{mode}"] = {"scores": log_probs, "images": adversarial, "cost": nfe}
-    return result
-
-
-def _fold_in(keys, data: int):
-    return jax.vmap(lambda k: jax.random.fold_in(k, data))(keys)
-
-
-def _wrn_inputs(x: Array) -> Array:
-    """Continuous pixels in [0, 1] in the WideResNet's space, at the bins' midpoints as in
-    its evaluation (`baseline.model_inputs`)."""
-    return 2 * (255 * x + 0.5) / 256 - 1
-
-
-@eqx.filter_jit
-def _wrn_logits(model, x: Array) -> Array:
-    return jax.vmap(model)(_wrn_inputs(x))
-
-
-@eqx.filter_jit
-def _wrn_gradients(model, x: Array, labels: Array) -> tuple[Array, Array]:
-    loss = lambda image, label: cross_entropy(label)(model(_wrn_inputs(image)))
-    return jax.vmap(jax.grad(loss))(x, labels), jnp.ones(labels.shape, jnp.int32)
-
-
-def attack_images_discriminative(model, images, labels, keys, settings: AttackSettings) -> dict:
-    """Clean and attacked logits of a batch of images under a WideResNet, as `attack_images`
-    does for log p(x | y). The network is deterministic, so the fixed and EOT modes are one
-    attack ("fixed"); the cost counts gradients, one network pass forward and back each.
-    One compiled gradient serves every batch."""
-    labels = jnp.asarray(labels)
-    result = {"clean": _wrn_logits(model, images)}
-    for norm, attack in zip(NORMS, settings.attacks):
-        adversarial, cost = pgd(lambda x, _: _wrn_gradients(model, x, labels), images,
-                                keys=_fold_in(keys, NORMS.index(norm)), attack=attack)
-        result[f"{norm}_fixed"] = {"scores": _wrn_logits(model, adversarial), "images": adversarial,
-                                   "cost": cost}
-    return result
-
-
-# What a line calls the classifier's scores and the attacks' cost, per kind of model.
-LINE_KEYS = {"score": ("log_probs", "nfe"), "wrn": ("logits", "gradients")}
+def attacks_of(config: Table3Config) -> tuple[PGD, ...]:
+    """The table's PGD attacks, one per norm (L-inf, then L2)."""
+    return tuple(PGD(norm, eps, config.step_factor * eps / max(config.steps, 1), config.steps, config.random_start)
+                 for norm, eps in zip(NORMS, (config.linf_epsilon, config.l2_epsilon)))
 
 
 def _norm(delta: np.ndarray, norm: str) -> float:
     return float(np.max(np.abs(delta)) if norm == "linf" else np.sqrt(np.sum(delta**2)))
+
+
+def attack_records(classifier: Classifier, pixels: np.ndarray, labels: np.ndarray, indices: np.ndarray,
+                   keys, attacks: tuple[PGD, ...], config: Table3Config, compiling: bool) -> tuple[list[dict], dict]:
+    """The records of a batch of attacked images (intensities `pixels`, c h w) and their
+    adversarial images by name, from `attacks.attack_batch`."""
+    began = time.perf_counter()
+    result = jax.device_get(jax.block_until_ready(attack_batch(
+        classifier, pixels, labels, keys, attacks, eot_draws=config.eot_draws, route=config.route)))
+    seconds = (time.perf_counter() - began) / len(indices)  # the batch's time, shared out
+    clean_scores, clean_nfe = result.pop("clean")
+    lines = []
+    for i, index in enumerate(indices):
+        line = {"index": int(index), "label": int(labels[i]), "kind": classifier.kind,
+                "clean": {"prediction": int(np.argmax(clean_scores[i])), "scores": clean_scores[i].tolist(),
+                          "cost": {"nfe": int(clean_nfe[i])}},
+                "attacks": {}, "seconds": seconds, "compiling": compiling}
+        for attack in attacks:
+            for mode in modes_of(classifier):
+                attacked = result[attack_name(attack, mode)]
+                line["attacks"][attack_name(attack, mode)] = {
+                    "prediction": int(np.argmax(attacked["scores"][i])),
+                    "scores": attacked["scores"][i].tolist(),
+                    "perturbation_norm": _norm(attacked["images"][i] - pixels[i], attack.norm),
+                    "cost": {"nfe": int(attacked["nfe"][i]), "gradients": int(attacked["gradients"][i])},
+                }
+        lines.append(line)
+    return lines, {name: attacked["images"] for name, attacked in result.items()}
 
 
 def evaluate(config: Table3Config) -> dict:
@@ -178,99 +113,71 @@ def evaluate(config: Table3Config) -> dict:
         raise ValueError(f"--images-per-batch must be at least 1, got {config.images_per_batch}")
     run = load_run(config.run)
     preset = run.config.preset
-    defaults = PRESET_EVALUATION[preset]
-    fill = lambda name: getattr(config, name) if getattr(config, name) is not None else defaults[name]
+    options = estimates.resolve(EstimateOptions(probes=config.probes, rtol=config.rtol, atol=config.atol), preset)
+    classifier = estimates.classifier_of(run, options)
     limit = config.limit if config.limit is not None else PRESET_LIMIT[preset]
-    settings = AttackSettings(
-        attacks=tuple(PGD(norm, eps, config.step_factor * eps / max(config.steps, 1), config.steps,
-                          config.random_start)
-                      for norm, eps in zip(NORMS, (config.linf_epsilon, config.l2_epsilon))),
-        eot_draws=config.eot_draws, route=config.route, probes=fill("probes"),
-        rtol=fill("rtol"), atol=fill("atol"),
-    )
+    attacks = attacks_of(config)
     out = config.out or config.run / "table3"
-    saved_settings = {**settings_of(config), "limit": limit, "probes": settings.probes,
-                      "rtol": settings.rtol, "atol": settings.atol}
+    saved_settings = {**settings_of(config), "limit": limit, "probes": options.probes,
+                      "rtol": options.rtol, "atol": options.atol}
     results_path = claim(out, saved_settings, run)
     test = load_dataset(preset, "test", source=config.data)
     order = evaluation_order(len(test.labels), limit, config.seed)
     examples_path = out / "examples.npz"
     examples = dict(np.load(examples_path)) if examples_path.exists() else {}
     key = jax.random.key(config.seed)
-    discriminative = run.config.model == "wrn"
-    attack = attack_images_discriminative if discriminative else attack_images
-    modes = ("fixed",) if discriminative else MODES
-    scores, cost = LINE_KEYS[run.config.model]
     shardings = data_parallel(config.images_per_batch)
-    model = jax.device_put(run.model, shardings[0])
+    classifier = estimates.replicated(classifier, shardings[0])
 
     def attack_chunk(indices, compiling: bool) -> list[dict]:
-        pixels = np.moveaxis(test.images[indices].astype(np.float32) / 255, -1, 1)
+        pixels = np.moveaxis(test.images[indices].astype(np.float32) / 255, -1, 1)  # intensities, c h w
         labels = test.labels[indices].astype(np.int32)
-        keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.asarray(indices))
-        split = split_or_replicated(len(indices), *shardings)
-        began = time.perf_counter()
-        result = jax.device_get(jax.block_until_ready(
-            attack(model, *jax.device_put((pixels, labels, keys), split), settings)))
-        seconds = (time.perf_counter() - began) / len(indices)  # the batch's time, shared out
-        lines = []
-        for i, index in enumerate(indices):
-            line = {"index": int(index), "label": int(labels[i]),
-                    "clean_prediction": int(np.argmax(result["clean"][i])),
-                    f"clean_{scores}": result["clean"][i].tolist(),
-                    "seconds": seconds, "compiling": compiling}
-            shown = index in order[:config.examples]  # the first images are the examples
-            for norm in NORMS:
-                for mode in modes:
-                    attacked = result[f"{norm}_{mode}"]
-                    line[f"{norm}_{mode}"] = {
-                        "prediction": int(np.argmax(attacked["scores"][i])),
-                        scores: attacked["scores"][i].tolist(),
-                        "perturbation_norm": _norm(attacked["images"][i] - pixels[i], norm),
-                        cost: int(attacked["cost"][i]),
-                    }
-                    if shown:
-                        examples[f"{index}_clean"] = pixels[i]
-                        examples[f"{index}_{norm}_{mode}"] = attacked["images"][i]
-            lines.append(line)
-        if any(index in order[:config.examples] for index in indices):
+        batch = jax.device_put((pixels, labels, estimates.image_keys(key, indices)),
+                               split_or_replicated(len(indices), *shardings))
+        lines, adversarial = attack_records(classifier, *batch, indices, attacks, config, compiling)
+        shown = [i for i, index in enumerate(indices) if index in order[:config.examples]]
+        for i in shown:  # the first images are the examples
+            examples[f"{indices[i]}_clean"] = pixels[i]
+            examples.update({f"{indices[i]}_{name}": images[i] for name, images in adversarial.items()})
+        if shown:
             write_npz(examples_path, examples)
         return lines
 
     records = run_chunks(results_path, chunked(order, config.images_per_batch), attack_chunk, desc="table3")
-    summary = summarize(records, run.label, preset, saved_settings)
+    summary = summarize(records, estimates.model_name(classifier), preset, saved_settings)
     write_summary(out, "table3", summary, markdown_table(summary))
     _plot_examples(out, records, examples)
     return summary
 
 
 def summarize(records: list[dict], model: str, preset: str, settings: dict) -> dict:
-    """The fields of table3.json from the per-image lines. A discriminative model's lines
-    have one mode, "fixed" (its EOT attack would be the same): its EOT fields repeat it."""
-    discriminative = f"{NORMS[0]}_eot" not in records[0]
-    cost = LINE_KEYS["wrn" if discriminative else "score"][1]
-    modes = ("fixed",) if discriminative else MODES
+    """The fields of table3.json from the records. A deterministic classifier's records have
+    one mode, "fixed" (its EOT attack would be the same): its EOT fields repeat it."""
+    deterministic = records[0]["kind"] == "logits"
+    modes = ("fixed",) if deterministic else MODES
+    cost = "gradients" if deterministic else "nfe"
     summary = {
-        "model": model, "preset": preset, "num_images": len(records), "settings": settings,
-        "deterministic": discriminative,
-        "clean_accuracy": float(np.mean([r["clean_prediction"] == r["label"] for r in records])),
+        "model": model, "kind": records[0]["kind"], "preset": preset, "num_images": len(records),
+        "settings": settings, "deterministic": deterministic,
+        "clean_accuracy": float(np.mean([r["clean"]["prediction"] == r["label"] for r in records])),
         "seconds_per_image": seconds_per_image([r["seconds"] for r in records],
                                                [r["compiling"] for r in records]),
     }
     for norm, epsilon in zip(NORMS, (settings["linf_epsilon"], settings["l2_epsilon"])):
+        attacked = lambda r, mode: r["attacks"][f"{norm}_{mode}"]
         # Foolbox's convention: an image misclassified clean is adversarial already, so it
         # counts as robust only if it is right both clean and attacked.
-        robust = {mode: float(np.mean([r["clean_prediction"] == r["label"] == r[f"{norm}_{mode}"]["prediction"]
+        robust = {mode: float(np.mean([r["clean"]["prediction"] == r["label"] == attacked(r, mode)["prediction"]
                                        for r in records])) for mode in modes}
         summary[norm] = {
             "epsilon": epsilon,
             **{f"robust_accuracy_{mode}": robust.get(mode, robust["fixed"]) for mode in MODES},
             "mean_perturbation_norm": float(np.mean(
-                [r[f"{norm}_{mode}"]["perturbation_norm"] for r in records for mode in modes])),
+                [attacked(r, mode)["perturbation_norm"] for r in records for mode in modes])),
             # The time covers all attacks on an image (both norms, every mode), timed together.
             "seconds_per_image": summary["seconds_per_image"],
             f"{cost}_per_image": float(np.mean(
-                [sum(r[f"{norm}_{mode}"][cost] for mode in modes) for r in records])),
+                [sum(attacked(r, mode)["cost"][cost] for mode in modes) for r in records])),
         }
     return summary
 
@@ -317,15 +224,14 @@ def _plot_examples(out: Path, records: list[dict], examples: dict) -> None:
     shown = [r for r in records if f"{r['index']}_clean" in examples]
     if not shown:
         return
-    columns = [("clean", None)] + [(f"{norm} {mode}", f"{norm}_{mode}") for norm in NORMS for mode in MODES
-                                   if f"{norm}_{mode}" in shown[0]]
+    columns = [("clean", None)] + [(name.replace("_", " "), name) for name in shown[0]["attacks"]]
     figure, axes = plt.subplots(2 * len(shown), len(columns), squeeze=False,
                                 figsize=(2 * len(columns), 4 * len(shown)))
     for row, r in enumerate(shown):
         clean = examples[f"{r['index']}_clean"]
         for column, (title, name) in enumerate(columns):
             image = clean if name is None else examples[f"{r['index']}_{name}"]
-            prediction = r["clean_prediction"] if name is None else r[name]["prediction"]
+            prediction = r["clean"]["prediction"] if name is None else r["attacks"][name]["prediction"]
             show = lambda axis, picture, cmap="gray", **kw: (axis.imshow(
                 np.moveaxis(picture, 0, -1).squeeze(), cmap=cmap, **kw), axis.set_axis_off())
             show(axes[2 * row, column], image, vmin=0, vmax=1)

@@ -26,7 +26,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Int, PRNGKeyArray
-from tqdm import tqdm
 
 import score
 from experiments import checkpoint
@@ -35,6 +34,7 @@ from experiments.data import load_dataset
 from experiments.files import append_lines, read_lines, write_lines
 from experiments.images import save_grid, to_pixels
 from experiments.parallel import data_parallel
+from experiments.progress import progress
 from experiments.stopping import stops_as_interrupt
 from experiments.training import (
     MODELS, PRESET_TRAINING, WRN_TRAINING, StepSettings, TrainConfig, TrainState, batch_indices,
@@ -148,8 +148,7 @@ def train(config: TrainConfig) -> TrainState:
     losses, last_time = [], time.perf_counter()
     last_save = last_time
     samples_per_class = config.samples_per_class if MODELS[config.model].samples else 0
-    bar = tqdm(total=config.steps, initial=step, desc=f"train {config.preset} {config.model}", unit="step",
-               dynamic_ncols=True, disable=None)
+    bar = progress(total=config.steps, initial=step, desc=f"train {config.preset} {config.model}", unit="step")
     with stops_as_interrupt():
         try:
             while step < config.steps:

@@ -18,6 +18,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray, UInt8, UInt32
 import baseline
 import score
 from experiments.cli import option
+from likelihood import channels_first, rescale, to_model_space
 from sde import SubVPSDE
 
 Preset = Literal["digits", "fashion-mnist", "mnist", "cifar10", "cifar10-deep"]
@@ -204,7 +205,7 @@ class ScoreMatching:
     def __call__(self, model: score.ScoreNet, images: UInt8[Array, "b h w c"], labels: Int[Array, " b"],
                  key: PRNGKeyArray) -> Float[Array, ""]:
         flip_key, loss_key = jax.random.split(key)
-        x0 = jnp.moveaxis(images.astype(jnp.float32) * (2 / 255) - 1, -1, 1)  # SPEC.md §3, c h w
+        x0 = channels_first(rescale(images))
         if self.random_flip:
             x0 = random_flip(x0, flip_key)
         return score.loss(model, SubVPSDE(), x0, labels, key=loss_key, weighting=self.weighting, eps=self.eps)
@@ -228,7 +229,8 @@ class CrossEntropy:
     def __call__(self, model: baseline.WideResNet, images: UInt8[Array, "b h w c"], labels: Int[Array, " b"],
                  key: PRNGKeyArray) -> Float[Array, ""]:
         noise_key, flip_key, crop_key, dropout_key = jax.random.split(key, 4)
-        x = baseline.model_inputs(images, key=noise_key)
+        # Dequantised as the likelihood sees its inputs (the paper's WRN was trained with the noise).
+        x = channels_first(to_model_space(images, jax.random.uniform(noise_key, images.shape)))
         if self.random_flip:
             x = random_flip(x, flip_key)
         x = baseline.random_crop(x, self.crop_padding, key=crop_key)

@@ -1,6 +1,6 @@
-"""Exact log-likelihoods from the probability-flow ODE (SPEC.md §4)."""
+"""Exact log-likelihoods from the probability-flow ODE (docs/method.md §4)."""
 
-from likelihood.dequantization import bits_per_dim, dequantize
+from likelihood.dequantization import bits_per_dim, channels_first, dequantize, rescale, to_model_space
 from likelihood.keys import typed_keys
 from likelihood.divergence import ExactTrace, Hutchinson, batch_divergence, divergence
 from likelihood.ode import (
@@ -10,6 +10,7 @@ from likelihood.ode import (
     batch_log_likelihood,
     log_likelihood,
 )
+from likelihood.sampling import sample_probability_flow
 
 __all__ = [
     "ExactTrace",
@@ -20,8 +21,12 @@ __all__ = [
     "batch_divergence",
     "batch_log_likelihood",
     "bits_per_dim",
+    "channels_first",
     "dequantize",
     "divergence",
     "log_likelihood",
+    "rescale",
+    "sample_probability_flow",
+    "to_model_space",
     "typed_keys",
 ]

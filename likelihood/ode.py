@@ -190,7 +190,8 @@ def _check_inputs(noise_fn: ConditionalNoiseFn, x, condition, t0: float, sde: Ab
     except Exception as error:
         raise ValueError(
             f"noise_fn cannot be applied to one input of shape {x.shape}: {error}. "
-            "The likelihood functions take ONE unbatched input; vmap over a batch."
+            "The likelihood functions take unbatched c h w inputs (a leading batch axis in the "
+            "batch_* functions)."
         ) from error
     if out.shape != x.shape:
         raise ValueError(

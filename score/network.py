@@ -93,6 +93,11 @@ class ScoreNet(eqx.Module):
     The score is s(x, t, y) = -eps_hat / sigma(t). Built from a `NetConfig`,
     e.g. `ScoreNet(PRESETS["digits"], key=key)`; call it on one example and
     `jax.vmap` over a batch.
+
+    A fresh network predicts exactly zero noise: as in DDPM++, its output
+    layers start at zero (docs/method.md §2.6), so every label gets the same
+    log p(x | y) until it is trained (or its parameters perturbed, as the
+    tests do). A classifier of a fresh network ties on every image.
     """
 
     time_embedding: EmbeddingMLP
@@ -189,7 +194,15 @@ class ScoreNet(eqx.Module):
         """
         expected_shape = (self.config.channels, self.config.image_size, self.config.image_size)
         if x.shape != expected_shape:
-            raise ValueError(f"expected one image of shape {expected_shape} (c h w), got {x.shape}; vmap over batches")
+            c, h, w = expected_shape
+            hint = ("that is h w c: move the channel axis first (likelihood.channels_first)"
+                    if x.shape == (h, w, c) else "vmap over batches")
+            raise ValueError(f"expected one image of shape {expected_shape} (c h w), got {x.shape}; {hint}")
+        if self.label_embedding is not None and not isinstance(y, jax.core.Tracer):
+            # one_hot would turn a label out of range into a "null label" without a word. Traced
+            # labels are checked once per solve by `classify`, not at every evaluation.
+            if jnp.ndim(y) != 0 or not 0 <= int(y) < self.config.num_classes:
+                raise ValueError(f"the label must be one integer in [0, {self.config.num_classes}), got {y}")
         layout = LAYOUTS[self.config.layout]
         time_features = self.time_embedding(sinusoidal_embedding(self.config.time_scale * t, self.config.nf))
         time_features = jax.nn.swish(time_features)

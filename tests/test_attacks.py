@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from attacks import PGD, attack_gradient_fn, cross_entropy, image_log_likelihoods, input_gradient, pgd, project
 import score
+from attacks import PGD, attack_gradient_fn, cross_entropy, input_gradient, pgd, project
+from classify import LikelihoodClassifier
 from likelihood import Hutchinson
 from sde import SubVPSDE
 from tests.gaussian_model import exact_noise_fn
@@ -24,7 +25,9 @@ def gaussian_classes(num_dims: int, seed: int = 0):
     return exact_noise_fn(SDE, means, 0.4)
 
 
-OPTIONS = dict(num_classes=NUM_CLASSES, divergence=Hutchinson(2), rtol=TOLERANCE, atol=TOLERANCE)
+def gaussian_classifier(noise_fn, tolerance: float = TOLERANCE) -> LikelihoodClassifier:
+    return LikelihoodClassifier(noise_fn, num_classes=NUM_CLASSES, divergence=Hutchinson(2), rtol=tolerance,
+                                atol=tolerance)
 
 
 @pytest.mark.parametrize("route", ["solver", "adjoint"])
@@ -36,11 +39,10 @@ def test_input_gradient_matches_central_differences(route, x64, tolerance, step)
         image = jax.random.uniform(jax.random.key(1), (num_dims,), minval=0.2, maxval=0.8)
         key = jax.random.key(2)
         objective = cross_entropy(1)
-        options = {**OPTIONS, "rtol": tolerance, "atol": tolerance}
-        value = jax.jit(lambda x: objective(image_log_likelihoods(noise_fn, SDE, x, key=key, **options)[0]))
+        classifier = gaussian_classifier(noise_fn, tolerance)
+        value = jax.jit(lambda x: objective(classifier.image_scores(x, key)[0]))
         loss, gradient, log_probs, _ = jax.jit(
-            lambda x: input_gradient(objective, noise_fn, SDE, x, key=key, route=route, **options)
-        )(image)
+            lambda x: input_gradient(objective, classifier, x, key=key, route=route))(image)
         assert gradient.dtype == image.dtype
         assert float(loss) == pytest.approx(float(value(image)), rel=1e-6)
         # Each solve is accurate to about tolerance x |log p| (a margin of 10 for the error
@@ -104,12 +106,12 @@ def test_pgd_steps_follow_the_gradient():
 
 def test_routes_agree_and_modes_differ_as_documented():
     num_dims = 6
-    noise_fn = gaussian_classes(num_dims, seed=4)
+    classifier = gaussian_classifier(gaussian_classes(num_dims, seed=4))
     image = jax.random.uniform(jax.random.key(5), (num_dims,), minval=0.2, maxval=0.8)
     key = jax.random.key(6)
     gradients = {
         route: jax.jit(lambda x, route=route: input_gradient(
-            cross_entropy(0), noise_fn, SDE, x, key=key, route=route, **OPTIONS)[1])(image)
+            cross_entropy(0), classifier, x, key=key, route=route)[1])(image)
         for route in ("solver", "adjoint")
     }
     np.testing.assert_allclose(gradients["adjoint"], gradients["solver"], rtol=1e-2, atol=1e-3)
@@ -118,21 +120,21 @@ def test_routes_agree_and_modes_differ_as_documented():
     # image's gradient is the one it has alone.
     other = jax.random.uniform(jax.random.key(8), (num_dims,), minval=0.2, maxval=0.8)
     images, labels, keys = jnp.stack([image, other]), jnp.array([0, 2]), jnp.stack([key, jax.random.key(9)])
-    fixed = attack_gradient_fn(noise_fn, SDE, labels, keys=keys, mode="fixed", **OPTIONS)
+    fixed = attack_gradient_fn(classifier, labels, keys=keys, mode="fixed")
     step_keys = [jax.random.split(k, 2) for k in jax.random.split(jax.random.key(7), 2)]
     (first, nfe), (second, _) = fixed(images, step_keys[0]), fixed(images, step_keys[1])
     np.testing.assert_array_equal(first, second)
     np.testing.assert_allclose(first[0], gradients["solver"], rtol=1e-5, atol=1e-5)
-    alone = attack_gradient_fn(noise_fn, SDE, labels[1:], keys=keys[1:], mode="fixed", **OPTIONS)
+    alone = attack_gradient_fn(classifier, labels[1:], keys=keys[1:], mode="fixed")
     np.testing.assert_allclose(first[1], alone(images[1:], step_keys[0][1:])[0][0], rtol=1e-5, atol=1e-6)
-    eot = attack_gradient_fn(noise_fn, SDE, labels, keys=keys, mode="eot", eot_draws=2, **OPTIONS)
+    eot = attack_gradient_fn(classifier, labels, keys=keys, mode="eot", eot_draws=2)
     (first, eot_nfe), (second, _) = eot(images, step_keys[0]), eot(images, step_keys[1])
     assert not np.allclose(first, second)
     assert nfe.shape == (2,) and np.all(nfe > 0) and np.all(eot_nfe > nfe)  # two solves' evaluations
     with pytest.raises(ValueError, match="mode must be"):
-        attack_gradient_fn(noise_fn, SDE, labels, keys=keys, mode="other", **OPTIONS)
+        attack_gradient_fn(classifier, labels, keys=keys, mode="other")
     with pytest.raises(ValueError, match="one key per label"):
-        attack_gradient_fn(noise_fn, SDE, labels, keys=key, **OPTIONS)
+        attack_gradient_fn(classifier, labels, keys=key)
 
 
 def tiny_score_net(dtype) -> "score.ScoreNet":
@@ -159,13 +161,14 @@ def test_input_gradient_reaches_the_hessian_terms(network):
         tolerance, step = 1e-8, 1e-3
         model = tiny_score_net(jnp.float64)
         mode = "forward" if network == "forward-mode" else "reverse"
-        noise_fn = model if mode == "forward" else score.for_reverse_mode(model)
-        options = dict(num_classes=3, divergence=Hutchinson(2, mode=mode), rtol=tolerance, atol=tolerance)
+        network = model if mode == "forward" else score.for_reverse_mode(model)
+        classifier = LikelihoodClassifier(network, divergence=Hutchinson(2, mode=mode), rtol=tolerance,
+                                          atol=tolerance)
         image = jax.random.uniform(jax.random.key(1), (1, 4, 4), jnp.float64, 0.2, 0.8)
         key, objective = jax.random.key(2), cross_entropy(1)
-        value = jax.jit(lambda x: objective(image_log_likelihoods(noise_fn, SDE, x, key=key, **options)[0]))
+        value = jax.jit(lambda x: objective(classifier.image_scores(x, key)[0]))
         _, gradient, log_probs, _ = jax.jit(
-            lambda x: input_gradient(objective, noise_fn, SDE, x, key=key, **options))(image)
+            lambda x: input_gradient(objective, classifier, x, key=key))(image)
         atol = 10 * tolerance * float(jnp.max(jnp.abs(log_probs))) / step + step**2  # as above
         direction = jax.random.normal(jax.random.key(3), image.shape, jnp.float64)
         direction = direction / jnp.linalg.norm(direction)

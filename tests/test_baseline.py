@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 
 import baseline
+from classify import LogitClassifier
 from experiments import checkpoint, train, training
 from experiments.data import load_dataset
-from experiments.discriminative import accuracy, discriminative_chunk
+from experiments.estimates import classifier_of, classify_chunk
+from experiments.parallel import data_parallel
 from experiments.runs import load_run
-from likelihood import dequantize
+from likelihood import channels_first, dequantize, to_model_space
 
 TINY = baseline.WRNConfig(depth=10, width=1, num_classes=3, channels=2, image_size=6, dropout=0.5)
 
@@ -85,12 +87,13 @@ def test_config_rejects_a_depth_not_6n_plus_4():
         dataclasses.replace(TINY, depth=12)
 
 
-def test_model_inputs_dequantise_as_likelihood_does_and_evaluate_at_midpoints():
+def test_the_one_pixel_map_dequantises_as_likelihood_does_and_evaluates_at_midpoints():
+    """The WRN's training inputs (noise) are the likelihood's; its evaluation takes midpoints."""
     pixels = jnp.asarray(np.random.default_rng(0).integers(0, 256, (3, 5, 5, 2)), jnp.uint8)
     key = jax.random.key(4)
-    noisy = baseline.model_inputs(pixels, key=key)
-    np.testing.assert_array_equal(noisy, jnp.moveaxis(dequantize(key, pixels), -1, 1))
-    midpoints = baseline.model_inputs(pixels)
+    noisy = to_model_space(pixels, jax.random.uniform(key, pixels.shape))
+    np.testing.assert_array_equal(noisy, dequantize(key, pixels))
+    midpoints = channels_first(to_model_space(pixels, 0.5))
     np.testing.assert_allclose(midpoints, jnp.moveaxis(2 * (pixels + 0.5) / 256 - 1, -1, 1), rtol=1e-6)
     assert midpoints.shape == (3, 2, 5, 5) and float(jnp.abs(midpoints).max()) < 1
 
@@ -122,10 +125,13 @@ def test_a_short_digits_run_beats_chance_by_far(wrn_digits_run):
     assert run.config.model == "wrn" and run.step == 100
     assert isinstance(run.model, baseline.WideResNet)
     test = load_dataset("digits", "test")
-    records = discriminative_chunk(run.model, test.images, test.labels, np.arange(len(test.labels)))
-    assert len(records) == 360 and set(records[0]) >= {"index", "label", "prediction", "logits", "seconds"}
-    assert all(r["prediction"] == int(np.argmax(r["logits"])) for r in records)
-    assert accuracy(records) > 0.8  # 91.7 % when measured; chance is 10 %
+    classifier = classifier_of(run)
+    assert isinstance(classifier, LogitClassifier)
+    records = classify_chunk(classifier, test.images, test.labels, np.arange(len(test.labels)),
+                             jax.random.key(0), data_parallel(len(test.labels)), first=True)
+    assert len(records) == 360 and set(records[0]) >= {"index", "label", "kind", "prediction", "scores", "seconds"}
+    assert all(r["kind"] == "logits" and r["prediction"] == int(np.argmax(r["scores"])) for r in records)
+    assert np.mean([r["prediction"] == r["label"] for r in records]) > 0.8  # 91.7 % when measured; chance 10 %
 
 
 def test_wrn_run_folder_and_evaluated_model(wrn_digits_run):

@@ -37,9 +37,9 @@ def test_class_log_likelihoods_are_the_closed_form_and_bayes_optimal(seed, num_d
     top_two = jnp.sort(true_log_densities)[-2:]
     assume(float(top_two[1] - top_two[0]) > 0.05)  # a tie has no Bayes-optimal label
 
-    log_probs = class_log_likelihoods(
+    log_probs, _ = class_log_likelihoods(
         exact_noise_fn(SDE, means, scale), SDE, x, key=jax.random.key(1),
-        num_classes=NUM_CLASSES, divergence=ExactTrace(),
+        num_classes=NUM_CLASSES, divergence=ExactTrace(), inputs="model",
     )
     expected = jnp.array([ode_log_likelihood(SDE, x, m, scale, 1e-5) for m in means])
     np.testing.assert_allclose(log_probs, expected, atol=1e-3 * num_dims)
@@ -58,10 +58,11 @@ def test_common_random_numbers_make_label_blind_models_tie_exactly(pixels):
     x = jnp.arange(12, dtype=jnp.uint8).reshape(3, 4) * 20
     if not pixels:
         x = x / 128.0 - 1
-    options = dict(key=jax.random.key(0), num_classes=3, divergence=Hutchinson(1))
-    shared = class_log_likelihoods(label_blind_noise_fn, SDE, x, **options)
+    options = dict(key=jax.random.key(0), num_classes=3, divergence=Hutchinson(1),
+                   inputs="pixels" if pixels else "model")
+    shared, _ = class_log_likelihoods(label_blind_noise_fn, SDE, x, **options)
     np.testing.assert_array_equal(shared, jnp.full(3, shared[0]))
-    separate = class_log_likelihoods(label_blind_noise_fn, SDE, x, share_noise=False, **options)
+    separate, _ = class_log_likelihoods(label_blind_noise_fn, SDE, x, share_noise=False, **options)
     assert len(set(np.asarray(separate).tolist())) == 3
 
 
@@ -73,7 +74,7 @@ def test_batch_of_images_matches_one_image_at_a_time():
     batch, stats = batch_class_log_likelihoods(noise_fn, SDE, xs, keys=keys, **options)
     assert batch.shape == (2, 3) and stats.num_steps.shape == (2, 3)
     one_by_one = jnp.stack(
-        [class_log_likelihoods(noise_fn, SDE, x, key=k, **options) for x, k in zip(xs, keys)]
+        [class_log_likelihoods(noise_fn, SDE, x, key=k, **options)[0] for x, k in zip(xs, keys)]
     )
     np.testing.assert_allclose(batch, one_by_one, rtol=1e-6)
 
@@ -149,8 +150,25 @@ class TestBadInput:
     def test_non_finite_model_space_input(self):
         with pytest.raises(Exception, match="non-finite"):
             class_log_likelihoods(
-                label_blind_noise_fn, SDE, jnp.array([0.1, jnp.nan]), key=jax.random.key(0), num_classes=2
+                label_blind_noise_fn, SDE, jnp.array([0.1, jnp.nan]), key=jax.random.key(0), num_classes=2,
+                inputs="model",
             )
+
+    def test_float_inputs_must_be_named_model_space(self):
+        """Float pixels are ambiguous (0..255, 0..1 or model space): refused unless named."""
+        with pytest.raises(TypeError, match="inputs='pixels' takes integer pixels .* inputs='model'"):
+            class_log_likelihoods(label_blind_noise_fn, SDE, jnp.array([0.1, 0.2]), key=jax.random.key(0),
+                                  num_classes=2)
+        with pytest.raises(TypeError, match="inputs='model' takes floating"):
+            class_log_likelihoods(label_blind_noise_fn, SDE, jnp.array([1, 2]), key=jax.random.key(0),
+                                  num_classes=2, inputs="model")
+
+    def test_a_nan_score_is_an_error_not_a_prediction(self):
+        scores = jnp.array([[-10.0, jnp.nan, -12.0]])
+        with pytest.raises(Exception, match="a score is NaN"):
+            predict(scores)
+        with pytest.raises(Exception, match="a score is NaN"):
+            accuracy(scores, jnp.array([1]))
 
 
 def test_legacy_raw_keys_give_the_typed_keys_numbers():
@@ -158,8 +176,8 @@ def test_legacy_raw_keys_give_the_typed_keys_numbers():
     means, x = jnp.array([[-0.5] * 4, [0.5] * 4]), jnp.full(4, 0.4)
     noise_fn = exact_noise_fn(SDE, means, 0.3)
     options = dict(num_classes=2, divergence=Hutchinson(2), rtol=1e-3, atol=1e-3)
-    typed = class_log_likelihoods(noise_fn, SDE, x, key=jax.random.key(0), **options)
-    raw = class_log_likelihoods(noise_fn, SDE, x, key=jax.random.PRNGKey(0), **options)
+    typed, _ = class_log_likelihoods(noise_fn, SDE, x, key=jax.random.key(0), inputs="model", **options)
+    raw, _ = class_log_likelihoods(noise_fn, SDE, x, key=jax.random.PRNGKey(0), inputs="model", **options)
     np.testing.assert_array_equal(raw, typed)
     pixels = jnp.full((3, 4), 100, jnp.uint8)
     batch_typed, _ = batch_class_log_likelihoods(noise_fn, SDE, pixels,
@@ -168,7 +186,7 @@ def test_legacy_raw_keys_give_the_typed_keys_numbers():
                                                keys=jax.random.split(jax.random.PRNGKey(1), 3), **options)
     np.testing.assert_array_equal(batch_raw, batch_typed)
     with pytest.raises(TypeError, match=r"expected PRNG keys \(jax.random.key\(seed\)"):
-        class_log_likelihoods(noise_fn, SDE, x, key=jnp.arange(3), **options)
+        class_log_likelihoods(noise_fn, SDE, x, key=jnp.arange(3), inputs="model", **options)
 
 
 def test_a_second_eager_call_with_the_same_shapes_does_not_recompile():
@@ -178,7 +196,7 @@ def test_a_second_eager_call_with_the_same_shapes_does_not_recompile():
         traces.append(1)  # runs only while JAX traces
         return jnp.tanh(x) * (1 - t) + 0.1 * y
 
-    options = dict(num_classes=2, divergence=Hutchinson(2), rtol=1e-3, atol=1e-3)
+    options = dict(num_classes=2, divergence=Hutchinson(2), rtol=1e-3, atol=1e-3, inputs="model")
     for seed in range(3):
         class_log_likelihoods(noise_fn, SDE, jnp.full(4, 0.1 * seed), key=jax.random.key(seed), **options)
         if seed == 0:

@@ -41,7 +41,8 @@ def test_a_discriminative_run_goes_through_table2_and_table3(wrn_digits_run, tmp
         assert 0 < summary[norm]["mean_perturbation_norm"] <= epsilon * (1 + 1e-5)
         assert summary[norm]["gradients_per_image"] == 3  # one per PGD step
     lines = [json.loads(line) for line in (tmp_path / "table3" / "images.jsonl").read_text().splitlines()]
-    assert all("linf_eot" not in line and len(line["linf_fixed"]["logits"]) == 10 for line in lines)
+    assert all(set(line["attacks"]) == {"linf_fixed", "l2_fixed"} and line["kind"] == "logits"
+               and len(line["attacks"]["linf_fixed"]["scores"]) == 10 for line in lines)
     assert "deterministic, so fixed and EOT are the same attack" in (tmp_path / "table3" / "table3.md").read_text()
 
 

@@ -21,7 +21,7 @@ def test_paths_points_and_lines(tmp_path, wrn_digits_run, monkeypatch):
     score, wrn = result["runs"][str(kept)], result["runs"][str(wrn_digits_run)]
     assert [p["step"] for p in score["path"]] == [2, 4] and score["point"]["num_images"] == 4
     assert all(p["num_images"] == 4 and p["bits_per_dim"] > 0 for p in score["path"])
-    assert wrn["kind"] == "wrn" and wrn["path"] == [] and wrn["point"]["bits_per_dim"] is None
+    assert wrn["kind"] == "logits" and wrn["path"] == [] and wrn["point"]["bits_per_dim"] is None
     saved = json.loads((tmp_path / "figure1" / "figure1.json").read_text())
     assert saved["runs"][str(kept)]["path"] == score["path"]
     assert (tmp_path / "figure1" / "figure1.png").read_bytes()[:4] == b"\x89PNG"

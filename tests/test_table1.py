@@ -29,7 +29,7 @@ def test_results_files(uninterrupted):
     assert saved["num_images"] == 6 and saved["settings"]["probes"] == 4  # the digits preset's
     assert 0 <= saved["accuracy"] <= 1 and saved["bits_per_dim"] > 0 and saved["nfe_per_image"] > 0
     lines = [json.loads(line) for line in (out / "images.jsonl").read_text().splitlines()]
-    assert len(lines) == 6 and all(len(line["log_probs"]) == 10 for line in lines)
+    assert len(lines) == 6 and all(len(line["scores"]) == 10 and line["kind"] == "likelihood" for line in lines)
     markdown = (out / "table1.md").read_text()
     assert "| SBGC (Zimmermann et al. 2021) (published) | CIFAR-10 | 10,000 | 95.04 | 3.11 |" in markdown
     assert "sbgc, this run (preset digits; 4 probe(s)" in markdown
@@ -74,5 +74,5 @@ def test_shortlist(tiny_run, tmp_path):
     lines = [json.loads(line) for line in (tmp_path / "images.jsonl").read_text().splitlines()]
     assert summary["accuracy"] == sum(r["label"] == r["prediction"] for r in lines) / 4
     # A first pass on 10 labels with 1 probe, then 2 labels with 4 probes.
-    assert all(r["evaluations"] < r["nfe"] * 10 * 5 for r in lines)
+    assert all(r["cost"]["passes"] < r["cost"]["nfe"] * 10 * 5 for r in lines)
     assert "shortlist of 2 after a first pass at 0.001" in (tmp_path / "table1.md").read_text()

@@ -16,7 +16,7 @@ def run(tiny_run, out, *extra):
 
 
 def test_results_files_and_resume(tiny_run, tmp_path, monkeypatch):
-    summary, calls = interrupted_then_resumed(monkeypatch, table3, "attack_images",
+    summary, calls = interrupted_then_resumed(monkeypatch, table3, "attack_batch",
                                               lambda: run(tiny_run, tmp_path), interrupt_at=2)
     assert calls == 1  # the first image came from images.jsonl
 
@@ -33,9 +33,11 @@ def test_results_files_and_resume(tiny_run, tmp_path, monkeypatch):
     lines = [json.loads(line) for line in (tmp_path / "images.jsonl").read_text().splitlines()]
     assert [line["index"] for line in lines] == sorted(line["index"] for line in lines)
     for line in lines:
+        assert line["kind"] == "likelihood" and set(line["attacks"]) == {"linf_fixed", "linf_eot", "l2_fixed", "l2_eot"}
         for mode in ("fixed", "eot"):
-            assert line[f"linf_{mode}"]["perturbation_norm"] <= 8 / 255 * (1 + 1e-5)
-            assert line[f"l2_{mode}"]["perturbation_norm"] <= 0.5 * (1 + 1e-5)
+            assert line["attacks"][f"linf_{mode}"]["perturbation_norm"] <= 8 / 255 * (1 + 1e-5)
+            assert line["attacks"][f"l2_{mode}"]["perturbation_norm"] <= 0.5 * (1 + 1e-5)
+        assert line["attacks"]["l2_eot"]["cost"]["gradients"] == 2  # 1 step of 2 draws
     assert summary["linf"] == saved["linf"]
     markdown = (tmp_path / "table3.md").read_text()
     assert "| SBGC (Zimmermann et al. 2021) (published) | CIFAR-10 | 216 | 95.04 | 0.00 | 0.00 |" in markdown
