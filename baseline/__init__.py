@@ -1,4 +1,4 @@
-"""A discriminative baseline: a pre-activation WideResNet and its cross-entropy objective (SPEC.md §8)."""
+"""A discriminative baseline: a pre-activation WideResNet and its cross-entropy objective (docs/method.md §8)."""
 
 from baseline.config import WRNConfig
 from baseline.network import WideResNet

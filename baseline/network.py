@@ -13,7 +13,7 @@ classifier with bias), with two changes:
   the original's (36,479,194 for WRN-28-10 on CIFAR-10).
 - Channel-last convolutions (`lax.conv_general_dilated` with ("NHWC", "HWIO",
   "NHWC")): XLA on CPU is several times faster with them inside loops
-  (CPU_NOTES.md trap 1).
+  (docs/cpu.md trap 1).
 
 Initialisation as the original: convolutions N(0, 2 / (k^2 c_out)) (He,
 fan-out); the classifier score.layers.Dense's default with zero bias.

@@ -1,4 +1,4 @@
-"""The named WideResNets, one per data preset of `experiments.train` (SPEC.md §8).
+"""The named WideResNets, one per data preset of `experiments.train` (docs/method.md §8).
 
 `digits` is WRN-10-2 at 8x8 (strides 1/1/2: 8 -> 8 -> 8 -> 4), `mnist` and
 `fashion-mnist` WRN-16-2 at 28x28 (strides 1/2/2: 28 -> 28 -> 14 -> 7), both

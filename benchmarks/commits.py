@@ -10,7 +10,7 @@ on both. Prints each round's speed (table1's images/s, chunks that may include c
 left out; table3's seconds per image inverted), the after/before ratio of the medians,
 and how far the per-image scores (log p(x | y); for table3 clean and under every
 attack) and predictions of the two commits are apart. Records of either schema are read
-(`experiments.migrate_records`). Exits 1 if a prediction differs.
+(`benchmarks.migrate_records`). Exits 1 if a prediction differs.
 """
 
 import argparse

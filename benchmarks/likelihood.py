@@ -31,7 +31,7 @@ T0 = 1e-5
 
 
 class TinyConvNoiseModel(eqx.Module):
-    """Two channel-last 3x3 convolutions with time and label biases (CPU_NOTES trap 1).
+    """Two channel-last 3x3 convolutions with time and label biases (docs/cpu.md trap 1).
 
     The output goes through tanh so that, like a trained model's, eps_hat is O(1).
     """

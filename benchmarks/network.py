@@ -1,6 +1,6 @@
 """Channel-first against channel-last convolutions in the score network, and against PyTorch.
 
-CPU_NOTES.md trap 1: inside `while_loop`s (every ODE solve) XLA on CPU runs
+docs/cpu.md trap 1: inside `while_loop`s (every ODE solve) XLA on CPU runs
 channel-first convolutions far slower than channel-last ones, though called
 directly they are close. This script times the same `ScoreNet` in both layouts
 (`NetConfig.layout`) for the forward pass, the Hutchinson probe (`jax.jvp` with

@@ -1,4 +1,4 @@
-"""log p(x | y) for every label y, with common random numbers (docs/method.md §4.6).
+"""log p(x | y) for every label y, with common random numbers (docs/method.md §4.7).
 
 Classification only needs the differences between labels, so by default
 every label of one image sees the SAME dequantisation noise and the SAME

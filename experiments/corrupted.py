@@ -5,7 +5,7 @@ For every preset the corrupted images are computed from the test split with
 files); test image j is corrupted with the generator of (seed, corruption,
 severity, j), so it gets the same corruption whatever subset or chunk it is
 evaluated in. For CIFAR-10 the official CIFAR-10-C folder can be read
-instead (SPEC.md §6): `labels.npy` and one `<corruption>.npy` of shape
+instead (docs/method.md §6): `labels.npy` and one `<corruption>.npy` of shape
 (50,000, 32, 32, 3) uint8 per corruption, rows [(s - 1) 10,000, s 10,000)
 holding severity s of the test images in their order.
 """

@@ -1,7 +1,7 @@
 """Common corruptions of CIFAR-10-C (Hendrycks & Dietterich 2019) for uint8 images of any size.
 
 `corrupt(name, images, severity, seed=...)` follows `make_cifar_c.py` of the
-authors' `robustness` repository with the parameters of SPEC.md §7: each image
+authors' `robustness` repository with the parameters of docs/method.md §7: each image
 becomes floats in [0, 1], is corrupted, and is written back as the released
 files were, `np.uint8(clip(x, 0, 1) * 255)` (truncation). Spatial parameters
 (blur radii and sigmas, glass-blur distance, elastic displacements, fog map,
@@ -58,7 +58,7 @@ NOISES = ("gaussian_noise", "shot_noise", "impulse_noise")
 LEFT_OUT = MappingProxyType({"frost": "needs the authors' frost photographs"})
 SEVERITIES = range(1, 6)
 
-# SPEC.md §7 for 32x32 images, severity 1..5; spatter from make_cifar_c.py:
+# docs/method.md §7 for 32x32 images, severity 1..5; spatter from make_cifar_c.py:
 # (mean, std, sigma, threshold, intensity, mud) of the liquid layer.
 SEVERITY_PARAMETERS = MappingProxyType({
     "gaussian_noise": (.04, .06, .08, .09, .10),
@@ -96,12 +96,12 @@ def _unit(image: Pixels) -> np.ndarray:
 
 
 def _pixels(x: np.ndarray) -> Pixels:
-    """Back to uint8 by truncation, as the released files were written (SPEC.md §7)."""
+    """Back to uint8 by truncation, as the released files were written (docs/method.md §7)."""
     return (np.clip(x, 0, 1) * 255).astype(np.uint8)
 
 
 def _scale(image: Pixels) -> float:
-    """Spatial parameters are for 32x32 images (SPEC.md §7)."""
+    """Spatial parameters are for 32x32 images (docs/method.md §7)."""
     return image.shape[0] / 32
 
 
@@ -414,7 +414,7 @@ def corrupt(
     seed: int,
     first_index: int = 0,
 ) -> UInt8[np.ndarray, "n h w c"]:
-    """The corruption `name` (in CORRUPTIONS or EXTRAS) at `severity` 1..5 (SPEC.md §7).
+    """The corruption `name` (in CORRUPTIONS or EXTRAS) at `severity` 1..5 (docs/method.md §7).
 
     Image i draws from a generator seeded by (seed, name, severity, first_index + i):
     the same image at the same position with the same seed gets the same corruption,

@@ -1,4 +1,4 @@
-"""Image classification data sets as uint8 arrays (SPEC.md §6).
+"""Image classification data sets as uint8 arrays (docs/method.md §6).
 
 Every loader returns a `Split`: images (N, H, W, C) uint8, channel-last with
 C = 1 for grayscale, int64 labels (N,) and the class names. `source` picks
@@ -100,7 +100,7 @@ class Split:
 
 
 def digits(split: SplitName, *, source: Source = None) -> Split:
-    """scikit-learn's 8x8 digits (1,797 images; shipped in its wheel, no download): SPEC.md §6.
+    """scikit-learn's 8x8 digits (1,797 images; shipped in its wheel, no download): docs/method.md §6.
 
     The raw values k = 0..16 become round(k * 255 / 16) with halves rounded up,
     i.e. (k * 255 + 8) // 16: 0, 16, 32, ..., 128, ..., 239, 255. The data thus
@@ -138,7 +138,7 @@ def mnist(split: SplitName, *, source: Source = None) -> Split:
 
 
 def fashion_mnist(split: SplitName, *, source: Source = None) -> Split:
-    """Fashion-MNIST (SPEC.md §6): by default the Debian folder if installed, else the hub.
+    """Fashion-MNIST (docs/method.md §6): by default the Debian folder if installed, else the hub.
 
     Debian's `dataset-fashion-mnist` puts the IDX files in /usr/share/datasets/fashion-mnist/;
     the hub copy is `zalando-datasets/fashion_mnist`. A folder may hold IDX or parquet files.
@@ -156,7 +156,7 @@ def fashion_mnist(split: SplitName, *, source: Source = None) -> Split:
 
 
 def cifar10(split: SplitName, *, source: Source = None) -> Split:
-    """CIFAR-10 (SPEC.md §6): by default from the hub (`uoft-cs/cifar10`, 50,000 / 10,000).
+    """CIFAR-10 (docs/method.md §6): by default from the hub (`uoft-cs/cifar10`, 50,000 / 10,000).
 
     A folder may hold parquet files with the hub's schema (`img`, `label`) or the
     original python version: `cifar-10-batches-py` (data_batch_1..5, test_batch,

@@ -135,7 +135,7 @@ def evaluate(config: Figure2Config) -> dict:
                 for number, lp in zip(chunk, log_probs)]
 
     records = run_chunks(results_path, chunked(list(range(config.pairs)), pairs_per_solve),
-                         interpolate_chunk, desc="figure2")
+                         interpolate_chunk, desc="figure2", identify=lambda r: r["pair"])
     log_probs = np.asarray([r["log_probs"] for r in records])  # pairs, points, labels
     marginal = np.asarray(marginal_log_likelihood(jnp.asarray(log_probs)))
     bits = lambda log_p: np.asarray(bits_per_dim(log_p, num_dims))

@@ -1,4 +1,4 @@
-"""Data parallelism over the visible devices (CPU_NOTES.md trap 2).
+"""Data parallelism over the visible devices (docs/cpu.md trap 2).
 
 A batch is split over the largest number of devices that divides it, so any
 device count works (6 host devices and a batch of 128 use 4 of them); the

@@ -10,9 +10,12 @@ the rest:
 - `evaluation_order`: which test images, all or a seeded subset.
 - `run_chunks`: computes chunk after chunk, appending each chunk's lines to
   `images.jsonl` in one write, behind a progress bar. A rerun continues
-  after the last whole chunk: the images of one solve share its steps, so a
-  chunk recomputed with other companions would not give the same numbers.
+  after the last whole chunk (the images of one solve share its steps, so a
+  chunk recomputed with other companions would not give the same numbers),
+  once it has checked that the kept lines are the chunks' items in order.
   Ctrl-C exits with status 130 and says where the lines are.
+- one process at a time per results folder: `run_chunks` holds it
+  (`experiments.files.locked`, as training holds its run folder).
 - `write_summary`: NAME.json and NAME.md, atomically.
 """
 
@@ -26,7 +29,7 @@ import numpy as np
 
 from experiments import checkpoint
 from experiments.cli import option
-from experiments.files import append_lines, read_lines, write_json, write_lines, write_text
+from experiments.files import append_lines, locked, read_lines, write_json, write_lines, write_text
 from experiments.progress import progress
 from experiments.runs import Run
 from experiments.stopping import stops_as_interrupt
@@ -76,6 +79,22 @@ def evaluation_order(num_images: int, limit: int | None, seed: int) -> np.ndarra
     return np.sort(np.random.default_rng(seed).choice(num_images, limit, replace=False))
 
 
+def index_of(record: dict) -> Any:
+    """What a record is of: its test-set index (the items of most entry points' chunks)."""
+    return record["index"]
+
+
+def _check_kept(path: Path, records: list[dict], items: list[Any], identify: Callable[[dict], Any]) -> None:
+    """Refuse kept records that are not the chunks' items in order, once each (another
+    command's, or two processes' interleaved), naming the first that is not."""
+    for line, (record, item) in enumerate(zip(records, items), start=1):
+        if identify(record) != item:
+            raise checkpoint.CheckpointError(
+                f"{path}: line {line} holds {identify(record)!r} where {item!r} was expected: the file "
+                "was written by another command or by two processes at once; move it away (or use "
+                "another --out) and run again")
+
+
 def run_chunks(
     path: Path,
     chunks: Sequence[Sequence[Any]],
@@ -83,14 +102,22 @@ def run_chunks(
     *,
     desc: str,
     postfix: Callable[[list[dict]], dict] | None = None,
+    identify: Callable[[dict], Any] = index_of,
 ) -> list[dict]:
     """The lines of every chunk: those in `path` already, then `compute(chunk, compiling)`
-    for the rest, one line per item. `compiling` is true for the first chunk this process
-    computes, whose time may include compiling (speed figures leave it out)."""
+    for the rest, one line per item (`identify(line)` gives its item). `compiling` is true
+    for the first chunk this process computes, whose time may include compiling (speed
+    figures leave it out). The folder is this process's while it runs (`locked`)."""
+    with locked(path.parent):
+        return _run_chunks(path, chunks, compute, desc, postfix, identify)
+
+
+def _run_chunks(path, chunks, compute, desc, postfix, identify) -> list[dict]:
     boundaries = np.cumsum([0, *(len(chunk) for chunk in chunks)])
     records = read_lines(path)
     done = int(np.searchsorted(boundaries, len(records), side="right")) - 1
     records = records[: boundaries[done]]
+    _check_kept(path, records, [item for chunk in chunks for item in chunk], identify)
     write_lines(path, records)
     bar = progress(total=int(boundaries[-1]), initial=len(records), desc=desc, unit="image")
     with stops_as_interrupt():

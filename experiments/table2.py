@@ -99,7 +99,8 @@ def evaluate(config: Table2Config) -> dict:
         return [{"corruption": name, "severity": severity, **line} for line in lines]
 
     records = run_chunks(results_path, jobs(names, order, config.images_per_solve),
-                         classify_corrupted, desc="table2", postfix=running_accuracy)
+                         classify_corrupted, desc="table2", postfix=running_accuracy,
+                         identify=lambda r: (r["corruption"], r["severity"], r["index"]))
     summary = summarize_records(records, estimates.model_name(classifier), preset,
                                 math.prod(test.images.shape[1:]), settings)
     write_summary(out, "table2", summary, markdown_table(summary))

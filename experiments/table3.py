@@ -80,8 +80,8 @@ def _norm(delta: np.ndarray, norm: str) -> float:
     return float(np.max(np.abs(delta)) if norm == "linf" else np.sqrt(np.sum(delta**2)))
 
 
-def attack_records(classifier: Classifier, pixels: np.ndarray, labels: np.ndarray, indices: np.ndarray,
-                   keys, attacks: tuple[PGD, ...], config: Table3Config, compiling: bool) -> tuple[list[dict], dict]:
+def attack_records(classifier: Classifier, pixels: np.ndarray, labels: np.ndarray, keys, indices: np.ndarray,
+                   attacks: tuple[PGD, ...], config: Table3Config, compiling: bool) -> tuple[list[dict], dict]:
     """The records of a batch of attacked images (intensities `pixels`, c h w) and their
     adversarial images by name, from `attacks.attack_batch`."""
     began = time.perf_counter()

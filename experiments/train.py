@@ -4,12 +4,12 @@
     python -m experiments.train --preset digits --model wrn --out runs/digits-wrn
 
 Score networks (`--model score`, the default): likelihood weighting with
-importance-sampled t under the subVP SDE (SPEC.md §3), Adam with linear
+importance-sampled t under the subVP SDE (docs/method.md §3), Adam with linear
 warm-up and global-norm clipping, an EMA (with warm-up) of the parameters.
 WideResNets (`--model wrn`, `baseline`): cross-entropy on dequantised images
 with random flips (where the preset flips) and random reflection-padded crops,
 SGD with Nesterov momentum 0.9 and weight decay 5e-4, lr 0.1 with cosine decay,
-no EMA (SPEC.md §8). Both data parallel over every visible device. The run
+no EMA (docs/method.md §8). Both data parallel over every visible device. The run
 folder gets `config.json`, `checkpoint.eqx` (model, EMA model, optimiser
 state, step and PRNG key; the data order follows from seed and step),
 `log.jsonl` and, for score networks, sample grids `samples/step_NNNNNNN.png`.
@@ -30,8 +30,8 @@ from jaxtyping import Array, Int, PRNGKeyArray
 import score
 from experiments import checkpoint
 from experiments.cli import parse_config
-from experiments.data import load_dataset
-from experiments.files import append_lines, read_lines, write_lines
+from experiments.data import Split, load_dataset
+from experiments.files import append_lines, locked, read_lines, write_lines
 from experiments.images import save_grid, to_pixels
 from experiments.parallel import data_parallel
 from experiments.progress import progress
@@ -137,6 +137,11 @@ def train(config: TrainConfig) -> TrainState:
         raise ValueError(f"--batch-size {config.batch_size} must lie in [1, {len(data.labels)}], "
                          "the number of training images")
 
+    with locked(config.out):
+        return _train(config, data)
+
+
+def _train(config: TrainConfig, data: Split) -> TrainState:
     optimizer = make_optimizer(config)
     settings = StepSettings.of(config)
     replicated, batch_sharding = data_parallel(config.batch_size)

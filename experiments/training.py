@@ -37,6 +37,9 @@ class TrainConfig:
         "widening factor k of the WideResNet instead of the preset's (the paper's baseline: "
         "--preset cifar10 --wrn-width 12, WRN-28-12)"
     )
+    nf: int | None = option("score network: channels of its first level instead of the preset's")
+    ch_mult: str | None = option("score network: comma-separated channel multipliers per level (e.g. 1,2,2)")
+    num_res_blocks: int | None = option("score network: residual blocks per level")
     steps: int | None = option("total optimiser steps")
     batch_size: int = option("images per step, split over the devices", 128)
     seed: int = option("seed of initialisation, data order and noise", 0)
@@ -54,8 +57,8 @@ class TrainConfig:
         "0: no EMA, the trained parameters are the evaluated ones"
     )
     grad_clip: float | None = option("global-norm gradient clipping (0: none)")
-    weighting: Literal["likelihood_is", "likelihood", "none"] = option(
-        "time weighting of the loss (SPEC.md §3)", "likelihood_is"
+    weighting: Literal["likelihood_is", "likelihood", "none", "mixture"] = option(
+        "time weighting of the loss (docs/method.md §3)", "likelihood_is"
     )
     eps: float = option("smallest training time (score_sde 1e-5, ScoreFlow 1e-2)", 1e-5)
     random_flip: bool | None = option("random horizontal flips")
@@ -70,8 +73,8 @@ class TrainConfig:
     samples_per_class: int = option("samples per label in each grid (0: no grids; a WRN has none)", 8)
 
 
-# Score networks: the paper's settings for CIFAR-10 (SPEC.md §3); CPU presets after the
-# recipe in CPU_NOTES.md.
+# Score networks: the paper's settings for CIFAR-10 (docs/method.md §3); CPU presets after the
+# digits recipe of docs/cpu.md.
 PRESET_TRAINING: dict[str, dict] = {
     "digits": dict(steps=3000, learning_rate=2e-3, warmup_steps=200, lr_schedule="cosine",
                    ema_decay=0.999, random_flip=False, grad_clip=1.0),
@@ -86,7 +89,7 @@ PRESET_TRAINING: dict[str, dict] = {
 }
 PRESET_TRAINING["cifar10-deep"] = PRESET_TRAINING["cifar10"]
 
-# WideResNets (SPEC.md §8): lr 0.1 with cosine decay, no warm-up, clipping or EMA; batch 128.
+# WideResNets (docs/method.md §8): lr 0.1 with cosine decay, no warm-up, clipping or EMA; batch 128.
 # digits: 500 steps (45 epochs), 98.6, 98.6 and 98.3 % on its 360 test images for seeds 0, 1,
 # 2 in 67-74 s on 2 busy cores; 28x28: about 21 and 43 epochs (accuracy not measured yet);
 # CIFAR-10: the WRN paper's 200 epochs.
@@ -104,6 +107,9 @@ def resolve(config: TrainConfig) -> TrainConfig:
     """Fill every None with the (model, preset)'s value."""
     if config.wrn_width is not None and config.model != "wrn":
         raise ValueError(f"--wrn-width applies to --model wrn, not {config.model}")
+    for name, value in _score_network_options(config).items():
+        if config.model != "score":
+            raise ValueError(f"--{name.replace('_', '-')} applies to --model score, not {config.model}")
     suffix = "" if config.model == "score" else f"-{config.model}"
     defaults = dict(MODELS[config.model].training[config.preset], out=Path("runs") / (config.preset + suffix))
     filled = {k: v for k, v in defaults.items() if getattr(config, k) is None}
@@ -122,63 +128,58 @@ class TrainState(eqx.Module):
     key: UInt32[Array, "..."]  # raw key data: serialisable, unlike typed keys
 
 
-def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+@dataclasses.dataclass(frozen=True)
+class Optimizer:
+    """An optimiser's settings as a value: equal settings are equal (and hash alike), so the
+    compiled `train_step` and `init_state`, which take it as a static argument, are reused;
+    `transformation()` builds the optax chain inside them."""
+
+    kind: Literal["adam", "sgd_nesterov"]
+    learning_rate: float
+    warmup_steps: int
+    lr_schedule: Literal["constant", "cosine"]
+    decay_steps: int | None
+    grad_clip: float
+
+    def schedule(self) -> optax.Schedule:
+        """Linear warm-up from 0, then constant or cosine decay to 0 at `decay_steps`."""
+        if self.lr_schedule == "cosine":
+            return optax.warmup_cosine_decay_schedule(
+                0.0, self.learning_rate, self.warmup_steps, max(self.decay_steps, self.warmup_steps + 1))
+        if self.warmup_steps == 0:  # optax's linear schedule over 0 steps stays at its start, 0
+            return optax.constant_schedule(self.learning_rate)
+        return optax.linear_schedule(0.0, self.learning_rate, self.warmup_steps)
+
+    def transformation(self) -> optax.GradientTransformation:
+        """Global-norm clipping (if any), then Adam(0.9, 0.999, 1e-8) (docs/method.md §3.6), or
+        SGD with Nesterov momentum 0.9 and weight decay 5e-4 on every parameter (§8.4). The
+        decay is added to the gradient, as torch's SGD `weight_decay` in the WRN authors'
+        code does (coupled L2, not AdamW-style decoupled decay)."""
+        clipping = [optax.clip_by_global_norm(self.grad_clip)] if self.grad_clip else []
+        if self.kind == "adam":
+            return optax.chain(*clipping, optax.adam(self.schedule(), b1=0.9, b2=0.999, eps=1e-8))
+        return optax.chain(*clipping, optax.add_decayed_weights(5e-4),
+                           optax.sgd(self.schedule(), momentum=0.9, nesterov=True))
+
+
+def make_optimizer(config: TrainConfig) -> Optimizer:
     """The model's optimiser (`ModelKind.optimizer`) with the run's schedule."""
     decay_steps = config.steps if config.lr_schedule == "cosine" else None
-    return MODELS[config.model].optimizer(config.learning_rate, config.warmup_steps, config.lr_schedule,
-                                          decay_steps, config.grad_clip)
-
-
-# Both optimisers are cached so that equal settings give the same object, and
-# `train_step`'s compiled code is reused (it is a static argument of the jit).
-
-def _schedule(learning_rate, warmup_steps, lr_schedule, decay_steps) -> optax.Schedule:
-    """Linear warm-up from 0, then constant or cosine decay to 0 at `decay_steps`."""
-    if lr_schedule == "cosine":
-        return optax.warmup_cosine_decay_schedule(
-            0.0, learning_rate, warmup_steps, max(decay_steps, warmup_steps + 1)
-        )
-    if warmup_steps == 0:  # optax's linear schedule over 0 steps stays at its start, 0
-        return optax.constant_schedule(learning_rate)
-    return optax.linear_schedule(0.0, learning_rate, warmup_steps)
-
-
-def _clipping(grad_clip) -> list[optax.GradientTransformation]:
-    return [optax.clip_by_global_norm(grad_clip)] if grad_clip else []
-
-
-@functools.lru_cache
-def adam(learning_rate, warmup_steps, lr_schedule, decay_steps, grad_clip):
-    """Adam(0.9, 0.999, 1e-8) after global-norm clipping, with linear warm-up (SPEC.md §3)."""
-    schedule = _schedule(learning_rate, warmup_steps, lr_schedule, decay_steps)
-    return optax.chain(*_clipping(grad_clip), optax.adam(schedule, b1=0.9, b2=0.999, eps=1e-8))
-
-
-@functools.lru_cache
-def sgd_nesterov(learning_rate, warmup_steps, lr_schedule, decay_steps, grad_clip):
-    """SGD with Nesterov momentum 0.9 and weight decay 5e-4 on every parameter (SPEC.md §8).
-
-    The decay is added to the gradient, as torch's SGD `weight_decay` in the
-    WRN authors' code does (coupled L2, not AdamW-style decoupled decay).
-    """
-    schedule = _schedule(learning_rate, warmup_steps, lr_schedule, decay_steps)
-    return optax.chain(*_clipping(grad_clip), optax.add_decayed_weights(5e-4),
-                       optax.sgd(schedule, momentum=0.9, nesterov=True))
+    return Optimizer(MODELS[config.model].optimizer, config.learning_rate, config.warmup_steps,
+                     config.lr_schedule, decay_steps, config.grad_clip)
 
 
 _NETWORKS = {score.NetConfig: score.ScoreNet, baseline.WRNConfig: baseline.WideResNet}
 
 
 @eqx.filter_jit  # one compilation instead of hundreds of small eager initialisers
-def init_state(
-    network: NetworkConfig, seed: int, optimizer: optax.GradientTransformation
-) -> TrainState:
+def init_state(network: NetworkConfig, seed: int, optimizer: Optimizer) -> TrainState:
     model_key, train_key = jax.random.split(jax.random.key(seed))
     model = _NETWORKS[type(network)](network, key=model_key)
     return TrainState(
         model=model,
         ema_model=model,
-        opt_state=optimizer.init(eqx.filter(model, eqx.is_inexact_array)),
+        opt_state=optimizer.transformation().init(eqx.filter(model, eqx.is_inexact_array)),
         step=jnp.array(0),
         key=jax.random.key_data(train_key),
     )
@@ -192,7 +193,7 @@ def random_flip(x: Float[Array, "b c h w"], key: PRNGKeyArray) -> Float[Array, "
 
 @dataclasses.dataclass(frozen=True)
 class ScoreMatching:
-    """score.loss under the subVP SDE on x0 = 2 k / 255 - 1, no dequantisation (SPEC.md §3)."""
+    """score.loss under the subVP SDE on x0 = 2 k / 255 - 1, no dequantisation (docs/method.md §3)."""
 
     random_flip: bool
     weighting: str
@@ -213,7 +214,7 @@ class ScoreMatching:
 
 @dataclasses.dataclass(frozen=True)
 class CrossEntropy:
-    """baseline.loss on dequantised images, randomly flipped and cropped (SPEC.md §8).
+    """baseline.loss on dequantised images, randomly flipped and cropped (docs/method.md §8).
 
     The crops pad by `crop_padding` pixels: image_size // 8, the WRN paper's 4 at
     32x32, 3 at 28x28 and 1 at 8x8.
@@ -254,14 +255,14 @@ def train_step(
     state: TrainState,
     images: UInt8[Array, "b h w c"],
     labels: Int[Array, " b"],
-    optimizer: optax.GradientTransformation,
+    optimizer: Optimizer,
     settings: StepSettings,
 ) -> tuple[TrainState, Float[Array, ""]]:
     """One optimiser step on a batch of uint8 images (sharded or not: XLA partitions it)."""
     step_key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
     loss, grads = eqx.filter_value_and_grad(settings.objective)(state.model, images, labels, step_key)
     params = eqx.filter(state.model, eqx.is_inexact_array)
-    updates, opt_state = optimizer.update(grads, state.opt_state, params)
+    updates, opt_state = optimizer.transformation().update(grads, state.opt_state, params)
     model = eqx.apply_updates(state.model, updates)
     if settings.ema_decay == 0:
         ema_model = model
@@ -286,25 +287,33 @@ class ModelKind:
     networks: dict[str, NetworkConfig]
     training: dict[str, dict]
     objective: Callable[[TrainConfig], ScoreMatching | CrossEntropy]
-    optimizer: Callable[..., optax.GradientTransformation]
+    optimizer: Literal["adam", "sgd_nesterov"]
     samples: bool
 
 
 MODELS: dict[str, ModelKind] = {
-    "score": ModelKind(score.PRESETS, PRESET_TRAINING, ScoreMatching.of, adam, samples=True),
-    "wrn": ModelKind(baseline.PRESETS, WRN_TRAINING, CrossEntropy.of, sgd_nesterov, samples=False),
+    "score": ModelKind(score.PRESETS, PRESET_TRAINING, ScoreMatching.of, "adam", samples=True),
+    "wrn": ModelKind(baseline.PRESETS, WRN_TRAINING, CrossEntropy.of, "sgd_nesterov", samples=False),
 }
 
 
 def network_config(config: TrainConfig) -> NetworkConfig:
-    """The network of the run: the (model, preset)'s, with `--wrn-width` if given."""
+    """The network of the run: the (model, preset)'s, with `--wrn-width` (or the score
+    network's `--nf`, `--ch-mult`, `--num-res-blocks`) where given."""
     network = MODELS[config.model].networks[config.preset]
     if config.wrn_width is not None:
         network = dataclasses.replace(network, width=config.wrn_width)
-    return network
+    return dataclasses.replace(network, **_score_network_options(config))
 
 
-@functools.lru_cache(maxsize=1)
+def _score_network_options(config: TrainConfig) -> dict:
+    """The score network's fields that the command line sets (`--nf`, `--ch-mult`, ...)."""
+    chosen = {"nf": config.nf, "num_res_blocks": config.num_res_blocks,
+              "ch_mult": None if config.ch_mult is None else tuple(int(m) for m in config.ch_mult.split(","))}
+    return {name: value for name, value in chosen.items() if value is not None}
+
+
+@functools.lru_cache(maxsize=1)  # one permutation per epoch, not one per step
 def _epoch_order(seed: int, epoch: int, num_examples: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(num_examples)
 

@@ -1,4 +1,4 @@
-"""Divergence estimators for the probability-flow ODE (SPEC.md §4).
+"""Divergence estimators for the probability-flow ODE (docs/method.md §4).
 
 An estimator is a small strategy object with two methods:
 
@@ -9,7 +9,7 @@ An estimator is a small strategy object with two methods:
   or one exact trace).
 
 `batch_divergence` evaluates a batched function once and all n
-Jacobian-vector products against it (forward mode: CPU_NOTES.md trap 1 finds
+Jacobian-vector products against it (forward mode: docs/cpu.md trap 1 finds
 v . (J v) through `jax.jvp` far faster inside solver loops than a VJP).
 """
 
@@ -28,7 +28,7 @@ class Hutchinson(eqx.Module):
 
     All probes ride in ONE solve as extra channels: the forward pass is shared
     and each probe costs one JVP. Rademacher probes (the default) have lower
-    variance than Gaussian ones for the same cost (CPU_NOTES.md: std 12 vs 34
+    variance than Gaussian ones for the same cost (docs/cpu.md: std 12 vs 34
     on a trained 8x8 model).
     """
 
@@ -63,7 +63,7 @@ class Hutchinson(eqx.Module):
 class ExactTrace(eqx.Module):
     """The exact trace as D JVPs against the standard basis.
 
-    Costs D times one probe (25x at D = 64, 340x at D = 784 per CPU_NOTES.md):
+    Costs D times one probe (25x at D = 64, 340x at D = 784 per docs/cpu.md):
     for small inputs and as the test oracle.
     """
 

@@ -1,4 +1,4 @@
-"""log p(x) from the probability-flow ODE (SPEC.md §4).
+"""log p(x) from the probability-flow ODE (docs/method.md §4).
 
 The augmented state [x, l] is integrated from t0 to T:
 

@@ -1,4 +1,4 @@
-"""Samples by integrating the probability-flow ODE backwards (SPEC.md §1).
+"""Samples by integrating the probability-flow ODE backwards (docs/method.md §1).
 
 The same ODE that gives log p(x) maps prior draws at T to data at t ~ 0: here
 without the divergence channels, so one evaluation of the network per stage.

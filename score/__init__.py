@@ -1,4 +1,4 @@
-"""The class-conditional noise-prediction network and its training objective (SPEC.md §2, §3)."""
+"""The class-conditional noise-prediction network and its training objective (docs/method.md §2, §3)."""
 
 from score.config import NetConfig
 from score.network import ScoreNet, for_reverse_mode

@@ -1,4 +1,4 @@
-"""Blocks of the DDPM++ network (SPEC.md §2): embeddings, residual and attention blocks.
+"""Blocks of the DDPM++ network (docs/method.md §2): embeddings, residual and attention blocks.
 
 They mirror score_sde's `ResnetBlockBigGANpp` and `AttnBlockpp` with
 skip_rescale=True and fir=False, plus the paper's class conditioning: a label

@@ -1,4 +1,4 @@
-"""The architecture of a score network as a frozen, hashable value (SPEC.md §2)."""
+"""The architecture of a score network as a frozen, hashable value (docs/method.md §2)."""
 
 import dataclasses
 from typing import Literal

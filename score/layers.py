@@ -1,9 +1,9 @@
-"""Primitive layers of the DDPM++ network (SPEC.md §2), written for either layout.
+"""Primitive layers of the DDPM++ network (docs/method.md §2), written for either layout.
 
 Every layer handles one example's feature map. Where its channel axis lives is
 a static `Layout`: XLA on CPU runs channel-last convolutions several times
 faster than channel-first ones inside `while_loop`s (every ODE solve), see
-CPU_NOTES.md, trap 1, and `benchmarks/network.py`. The parameters do not depend
+docs/cpu.md trap 1, and `benchmarks/network.py`. The parameters do not depend
 on the layout (kernels are always stored HWIO), so one set of weights runs in
 both.
 
@@ -99,7 +99,7 @@ def _conv_flipped_vjp(x, kernel, dimension_numbers):
     """A stride-1 'same' convolution whose input VJP is again a convolution with an HWIO kernel.
 
     JAX's own transpose reads the kernel as HWOI, which XLA on CPU runs 25x
-    slower inside loops (CPU_NOTES.md trap 1; 85 against 3.2 ms for a 28x28,
+    slower inside loops (docs/cpu.md trap 1; 85 against 3.2 ms for a 28x28,
     32-channel layer x 10 in a `fori_loop`). Here the input cotangent is the
     convolution with the spatially flipped kernel, in- and output channels
     swapped: the same numbers, on the fast path. It recurses, so reverse over
@@ -165,7 +165,7 @@ class Conv2d(eqx.Module):
 
 
 class GroupNorm(eqx.Module):
-    """GroupNorm with min(C // 4, 32) groups and eps 1e-6, affine (SPEC.md §2)."""
+    """GroupNorm with min(C // 4, 32) groups and eps 1e-6, affine (docs/method.md §2)."""
 
     weight: Float[Array, " c"]
     bias: Float[Array, " c"]

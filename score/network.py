@@ -1,4 +1,4 @@
-"""The class-conditional DDPM++ noise-prediction network (SPEC.md §2).
+"""The class-conditional DDPM++ noise-prediction network (docs/method.md §2).
 
 A U-Net after score_sde's `ncsnpp` model with the `ddpmpp` settings
 (resblock_type 'biggan', skip_rescale, fir off, progressive 'none'): an input
@@ -88,7 +88,7 @@ class UpLevel(eqx.Module):
 
 
 class ScoreNet(eqx.Module):
-    """eps_hat(x, t, y): predicts the noise z of x = alpha(t) x0 + sigma(t) z (SPEC.md §2).
+    """eps_hat(x, t, y): predicts the noise z of x = alpha(t) x0 + sigma(t) z (docs/method.md §2).
 
     The score is s(x, t, y) = -eps_hat / sigma(t). Built from a `NetConfig`,
     e.g. `ScoreNet(PRESETS["digits"], key=key)`; call it on one example and
@@ -233,7 +233,7 @@ class ScoreNet(eqx.Module):
 def for_reverse_mode(model: ScoreNet) -> ScoreNet:
     """The same network (same parameters, same outputs) with convolutions built for
     reverse mode: input gradients of any order run on XLA's fast convolutions
-    (CPU_NOTES.md trap 1), but `jax.jvp` no longer works, so divergences need
+    (docs/cpu.md trap 1), but `jax.jvp` no longer works, so divergences need
     `Hutchinson(..., mode="reverse")`. For attacks (`attacks/`) on CPU."""
     config = dataclasses.replace(model.config, reverse_mode=True)
     skeleton = eqx.filter_eval_shape(ScoreNet, config, key=jax.random.key(0))

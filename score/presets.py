@@ -1,4 +1,4 @@
-"""The named network configurations, all in one place (SPEC.md §2, CPU_NOTES.md).
+"""The named network configurations, all in one place (docs/method.md §2, docs/cpu.md).
 
 `cifar10` is the paper's baseline (67,194,499 parameters) and `cifar10-deep`
 its 8-block variant; `digits` (201,697 parameters) and `mnist` /

@@ -1,4 +1,4 @@
-"""Forward SDEs of score-based diffusion (SPEC.md §1, §3)."""
+"""Forward SDEs of score-based diffusion (docs/method.md §1, §3)."""
 
 from sde.sdes import AbstractSDE, SubVPSDE, VPSDE
 

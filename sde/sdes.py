@@ -1,4 +1,4 @@
-"""The subVP and VP SDEs with linear beta (SPEC.md §1).
+"""The subVP and VP SDEs with linear beta (docs/method.md §1).
 
 Both share beta(t) = b0 + (b1 - b0) t, its integral B(t), the drift
 f(x, t) = -beta(t) x / 2, the mean coefficient alpha(t) = exp(-B(t) / 2) and the
@@ -37,7 +37,7 @@ class AbstractSDE(eqx.Module):
         t = jnp.asarray(t)
         return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2
 
-    # `B` is the name SPEC.md uses; keep both spellings pointing at one formula.
+    # `B` is the name docs/method.md §1 uses; keep both spellings pointing at one formula.
     B = integrated_beta
 
     def time_from_integrated_beta(self, b: Float[ArrayLike, "*t"]) -> Float[Array, "*t"]:
@@ -83,7 +83,7 @@ class AbstractSDE(eqx.Module):
     def probability_flow_drift(
         self, x: Float[Array, "*d"], t: Float[ArrayLike, ""], eps_hat: Float[Array, "*d"]
     ) -> Float[Array, "*d"]:
-        """f(x, t) - g^2 s / 2 with s = -eps_hat / sigma (SPEC.md §1)."""
+        """f(x, t) - g^2 s / 2 with s = -eps_hat / sigma (docs/method.md §1)."""
         return self.drift(x, t) + self.noise_coefficient(t) * eps_hat
 
     def probability_flow_divergence(
@@ -98,7 +98,7 @@ class AbstractSDE(eqx.Module):
 
     @abc.abstractmethod
     def importance_cdf(self, t: Time, eps: float) -> Float[Array, "*t"]:
-        """Unnormalised CDF of p(t) ∝ g^2 / sigma^2 on [eps, T] (SPEC.md §3)."""
+        """Unnormalised CDF of p(t) ∝ g^2 / sigma^2 on [eps, T] (docs/method.md §3)."""
 
     @abc.abstractmethod
     def importance_cdf_inverse(self, u: Time, eps: float) -> Float[Array, "*t"]:
@@ -124,12 +124,12 @@ class AbstractSDE(eqx.Module):
 
 
 def _log_expm1(b: Float[Array, "*t"]) -> Float[Array, "*t"]:
-    """log(e^b - 1); expm1 keeps it exact for small b (SPEC's log b branch)."""
+    """log(e^b - 1); expm1 keeps it exact for small b (so it needs no separate log b branch for b < 1e-3, docs/method.md §3.3)."""
     return jnp.log(jnp.expm1(b))
 
 
 class SubVPSDE(AbstractSDE):
-    """The sub-VP SDE of Song et al. (2021), the paper's choice (SPEC.md §1)."""
+    """The sub-VP SDE of Song et al. (2021), the paper's choice (docs/method.md §1)."""
 
     def diffusion_squared(self, t: Time) -> Float[Array, "*t"]:
         return self.beta(t) * -jnp.expm1(-2 * self.integrated_beta(t))

@@ -1,4 +1,4 @@
-"""The WideResNet baseline (SPEC.md §8): network, inputs, objective, and its training runs."""
+"""The WideResNet baseline (docs/method.md §8): network, inputs, objective, and its training runs."""
 
 import dataclasses
 import json

@@ -1,4 +1,4 @@
-"""experiments/corruptions.py: CIFAR-10-C's common corruptions (SPEC.md §7)."""
+"""experiments/corruptions.py: CIFAR-10-C's common corruptions (docs/method.md §7)."""
 
 import colorsys
 import io

@@ -1,4 +1,4 @@
-"""experiments/data.py: every source loads tiny files of the real formats (SPEC.md §6)."""
+"""experiments/data.py: every source loads tiny files of the real formats (docs/method.md §6)."""
 
 import gzip
 import os

@@ -38,7 +38,8 @@ def test_shape_statistic_on_convex_and_concave_curves():
 def test_results_and_resume(tiny_run, tmp_path, monkeypatch):
     argv = ["--run", str(tiny_run), "--out", str(tmp_path), "--pairs", "3", "--points", "4",
             "--probes", "1", "--rtol", "1e-2", "--atol", "1e-2", "--images-per-solve", "5"]
-    result, calls = interrupted_then_resumed(monkeypatch, figure2, "estimate_log_likelihoods",
+    # One pair per solve (5 images per solve, 5 points a pair): one call of the pixel map each.
+    result, calls = interrupted_then_resumed(monkeypatch, figure2, "to_model_space",
                                              lambda: figure2.main(argv), interrupt_at=2)
     assert calls == 2  # pairs 2 and 3: the first came from images.jsonl
     saved = json.loads((tmp_path / "figure2.json").read_text())

@@ -129,7 +129,7 @@ class TestBadInput:
         return jax.lax.conv(x[None], kernel, (1, 1), "SAME")[0]
 
     def test_wrong_rank(self):
-        with pytest.raises(ValueError, match=r"one input of shape \(2, 1, 8, 8\).*ONE unbatched"):
+        with pytest.raises(ValueError, match=r"one input of shape \(2, 1, 8, 8\).*unbatched c h w inputs"):
             log_likelihood(self.conv_noise_fn, self.sde, jnp.zeros((2, 1, 8, 8)), key=self.key)
 
     def test_noise_prediction_of_the_wrong_shape(self):

@@ -1,4 +1,4 @@
-"""The score network (SPEC.md §2) and its training objective (SPEC.md §3)."""
+"""The score network (docs/method.md §2) and its training objective (docs/method.md §3)."""
 
 import dataclasses
 import math
@@ -160,7 +160,7 @@ def monte_carlo_losses():
 @settings(max_examples=4)
 @given(seed=st.integers(0, 2**16), eps=st.sampled_from([1e-3, 1e-2]))
 def test_importance_sampled_loss_matches_weighted_loss(monte_carlo_losses, seed, eps):
-    """E_uniform[w l] = Z / (T - eps) E_IS[l] (SPEC.md §3), within four standard errors."""
+    """E_uniform[w l] = Z / (T - eps) E_IS[l] (docs/method.md §3), within four standard errors."""
     sde, batch_losses = monte_carlo_losses
     is_key, uniform_key = jax.random.split(jax.random.key(seed))
     normaliser = float(sde.importance_cdf(sde.T, eps)) / (sde.T - eps)

@@ -28,3 +28,33 @@ def test_sigterm_keeps_finished_chunks(tmp_path):
     computed.clear()
     assert run_chunks(path, chunks, compute, desc="test") == [{"index": i} for i in range(7)]
     assert computed == [3, 4, 5, 6]
+
+
+def test_a_stop_during_start_up_ends_even_a_job_started_with_sigint_ignored(tmp_path):
+    """`nohup ... &` starts a job with SIGINT ignored; `kill -INT` while it imports, loads data
+    or compiles (before any loop) must still end it, with status 130 and one line."""
+    import subprocess
+    import sys
+    import time
+
+    # As a non-interactive shell starts a background job: SIGINT ignored, then exec.
+    command = (f"trap '' INT; exec {sys.executable} -m experiments.train --preset digits "
+               f"--out {tmp_path / 'run'} --steps 2")
+    job = subprocess.Popen(["sh", "-c", command], stderr=subprocess.PIPE, text=True)
+    time.sleep(2)  # experiments/__init__.py has run (at once), the first step is seconds away
+    job.send_signal(signal.SIGINT)
+    _, stderr = job.communicate(timeout=120)
+    assert job.returncode == 130, stderr
+    assert "SIGINT while starting: stopped before any work began" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_written_files_get_the_mode_of_new_files(tmp_path):
+    from experiments.files import write_text
+
+    previous = os.umask(0o022)
+    try:
+        write_text(tmp_path / "a.json", "{}")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644

@@ -1,6 +1,6 @@
 """Convert results folders of the first record schema (before 2026-12-01) to the current one.
 
-    python -m experiments.migrate_records results
+    python -m benchmarks.migrate_records results
 
 Before the classifier values, a record's key names said what kind of model
 made it (`log_probs` and `nfe` for a score network, `logits` for a
@@ -134,7 +134,7 @@ def migrate_figure1(path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m experiments.migrate_records",
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.migrate_records",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", nargs="+", type=Path, help="folders to search for results")
     args = parser.parse_args(argv)
