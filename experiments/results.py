@@ -130,7 +130,7 @@ def _run_chunks(path, chunks, compute, desc, postfix, identify) -> list[dict]:
                 records += lines
                 bar.update(len(lines))
                 if postfix is not None:
-                    bar.set_postfix(postfix(records))
+                    bar.set_postfix(postfix(records), refresh=False)
         except KeyboardInterrupt:
             bar.close()
             # XLA does not cancel a computation it has started, and Python's exit waits for it

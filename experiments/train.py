@@ -170,7 +170,7 @@ def _train(config: TrainConfig, data: Split) -> TrainState:
                     line = {"step": step, "loss": mean_loss,
                             "steps_per_second": len(losses) / (now - last_time)}
                     append_lines(log_path, [line])
-                    bar.set_postfix(loss=f"{mean_loss:.4f}")
+                    bar.set_postfix(loss=f"{mean_loss:.4f}", refresh=False)
                     losses, last_time = [], now
                 due = step % config.checkpoint_every == 0 or step == config.steps
                 if due or time.perf_counter() - last_save >= 60 * config.checkpoint_minutes:
