@@ -139,11 +139,11 @@ class LikelihoodClassifier(eqx.Module):
         if shortlist is not None and not 1 <= shortlist <= self.num_classes:
             raise ValueError(f"shortlist must lie in [1, {self.num_classes}], got {shortlist}")
 
-    def _options(self, **changes) -> dict:
+    def _options(self) -> dict:
         """The keywords of `classify.batch_class_log_likelihoods` that this classifier fixes."""
         return dict(divergence=self.divergence, share_noise=self.share_noise, batching=self.batching,
                     rtol=self.rtol, atol=self.atol, t0=self.t0, solver=self.solver, levels=self.levels,
-                    dt0=self.dt0) | changes
+                    dt0=self.dt0)
 
     def _passes_per_evaluation(self, x: Float[Array, "n c h w"]) -> int:
         """Network passes per (image, label) at one function evaluation: the forward and a JVP

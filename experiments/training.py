@@ -107,9 +107,9 @@ def resolve(config: TrainConfig) -> TrainConfig:
     """Fill every None with the (model, preset)'s value."""
     if config.wrn_width is not None and config.model != "wrn":
         raise ValueError(f"--wrn-width applies to --model wrn, not {config.model}")
-    for name, value in _score_network_options(config).items():
-        if config.model != "score":
-            raise ValueError(f"--{name.replace('_', '-')} applies to --model score, not {config.model}")
+    chosen = _score_network_options(config)
+    if chosen and config.model != "score":
+        raise ValueError(f"--{next(iter(chosen)).replace('_', '-')} applies to --model score, not {config.model}")
     suffix = "" if config.model == "score" else f"-{config.model}"
     defaults = dict(MODELS[config.model].training[config.preset], out=Path("runs") / (config.preset + suffix))
     filled = {k: v for k, v in defaults.items() if getattr(config, k) is None}

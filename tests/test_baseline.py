@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import baseline
+import score
 from classify import LogitClassifier
 from experiments import checkpoint, train, training
 from experiments.data import load_dataset
@@ -164,3 +165,12 @@ def test_wrn_width_is_a_wrn_option(tmp_path):
         training.resolve(training.TrainConfig(preset="digits", wrn_width=4))
     config = training.resolve(training.TrainConfig(preset="cifar10", model="wrn", wrn_width=12))
     assert training.network_config(config) == dataclasses.replace(baseline.PRESETS["cifar10"], width=12)
+
+
+def test_score_network_size_options_apply_to_score_runs_only():
+    config = training.resolve(training.TrainConfig(preset="fashion-mnist", nf=32, ch_mult="1,2", num_res_blocks=2))
+    network = training.network_config(config)
+    assert (network.nf, network.ch_mult, network.num_res_blocks) == (32, (1, 2), 2)
+    assert network.attn_resolutions == score.PRESETS["fashion-mnist"].attn_resolutions
+    with pytest.raises(ValueError, match="--nf applies to --model score, not wrn"):
+        training.resolve(training.TrainConfig(preset="digits", model="wrn", nf=32))

@@ -168,3 +168,15 @@ def test_importance_sampled_loss_matches_weighted_loss(monte_carlo_losses, seed,
     weighted = np.asarray(batch_losses(uniform_key, "likelihood", eps), np.float64)
     standard_error = math.hypot(*(np.std(v, ddof=1) / math.sqrt(v.size) for v in (importance_sampled, weighted)))
     assert abs(importance_sampled.mean() - weighted.mean()) < 4 * standard_error
+
+
+def test_mixture_draws_half_its_times_from_each_weighting():
+    """P(t < s) under "mixture" is the mean of the importance density's and the uniform's."""
+    from score.objective import _sample_time
+
+    sde, eps, s, n = SubVPSDE(), 1e-5, 0.05, 40_000
+    t, weight = jax.jit(lambda k: _sample_time(sde, k, n, "mixture", eps))(jax.random.key(0))
+    expected = 0.5 * float(sde.importance_cdf(s, eps) / sde.importance_cdf(sde.T, eps)) + 0.5 * (s - eps) / (sde.T - eps)
+    fraction = float(jnp.mean(t < s))
+    assert abs(fraction - expected) < 4 * math.sqrt(expected * (1 - expected) / n)
+    assert float(jnp.min(t)) >= eps and float(jnp.max(t)) <= sde.T and bool(jnp.all(weight == 1))
