@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import equinox as eqx
+import jax
+import numpy as np
 
 from experiments.files import write_atomically
 
@@ -101,10 +103,12 @@ def load_state(folder: Path, like: eqx.Module, name: str = CHECKPOINT_FILE) -> e
     try:
         state = eqx.tree_deserialise_leaves(file, like)
     except Exception as error:
-        raise CheckpointError(
-            f"{path}: truncated or written for another model/optimiser ({type(error).__name__}: "
-            f"{error})"
-        ) from error
+        if any(np.dtype(getattr(leaf, "dtype", np.float32)) == np.float64 for leaf in jax.tree.leaves(like)):
+            why = ("this process expects float64 arrays (jax_enable_x64 is on), and runs are saved in "
+                   "float32: load it with x64 off (JAX_ENABLE_X64=0)")
+        else:
+            why = "truncated or written for another model/optimiser"
+        raise CheckpointError(f"{path}: {why} ({type(error).__name__}: {error})") from error
     if file.read(1):
         raise CheckpointError(f"{path}: longer than this model's state: written for another model")
     return state

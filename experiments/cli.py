@@ -13,9 +13,27 @@ from pathlib import Path
 from typing import Any, Literal
 
 
-def option(help_text: str, default: Any = None) -> Any:
-    """A config field with the help text that `--help` shows."""
-    return dataclasses.field(default=default, metadata={"help": help_text})
+def option(help_text: str, default: Any = None, *, at_least: float | None = None,
+           above: float | None = None) -> Any:
+    """A config field with the help text that `--help` shows (which names the default unless
+    the text does), and the bounds that `parse_config` checks: `at_least` (inclusive) and
+    `above` (exclusive), where given."""
+    return dataclasses.field(default=default, metadata={"help": help_text, "at_least": at_least, "above": above})
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a config field: --field-name."""
+    return "--" + name.replace("_", "-")
+
+
+def check_bounds(config: Any) -> None:
+    """Refuse a field outside the bounds of its `option`, before any work starts."""
+    for field in dataclasses.fields(config):
+        value, at_least, above = getattr(config, field.name), field.metadata.get("at_least"), field.metadata.get("above")
+        if value is not None and at_least is not None and not value >= at_least:
+            raise ValueError(f"{flag(field.name)} must be at least {at_least}, got {value}")
+        if value is not None and above is not None and not value > above:
+            raise ValueError(f"{flag(field.name)} must be above {above}, got {value}")
 
 
 def _base_type(annotation: Any) -> Any:
@@ -30,13 +48,12 @@ def _base_type(annotation: Any) -> Any:
 def _add_argument(
     parser: argparse.ArgumentParser, field: dataclasses.Field, annotation: Any, per_preset: dict
 ) -> None:
-    flag = "--" + field.name.replace("_", "-")
     base = _base_type(annotation)
-    default = field.default
+    default, help_text = field.default, field.metadata.get("help", "")
     shown = f"per preset: {per_preset[field.name]}" if field.name in per_preset else default
     kwargs: dict[str, Any] = {
         "default": default,
-        "help": f"{field.metadata.get('help', '')} (default {shown})",
+        "help": help_text if "(default" in help_text else f"{help_text} (default {shown})",
     }
     if base is bool:
         kwargs["action"] = argparse.BooleanOptionalAction
@@ -47,7 +64,7 @@ def _add_argument(
         kwargs["type"] = base
     else:
         raise TypeError(f"no command-line type for field {field.name}: {annotation}")
-    parser.add_argument(flag, **kwargs)
+    parser.add_argument(flag(field.name), **kwargs)
 
 
 def parse_config(
@@ -72,4 +89,6 @@ def parse_config(
     hints = typing.get_type_hints(config_class)
     for field in dataclasses.fields(config_class):
         _add_argument(parser, field, hints[field.name], per_preset)
-    return config_class(**vars(parser.parse_args(argv)))
+    config = config_class(**vars(parser.parse_args(argv)))
+    check_bounds(config)
+    return config

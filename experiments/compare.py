@@ -93,6 +93,11 @@ def main(argv: list[str] | None = None) -> dict:
     config = parse_config(CompareConfig, argv, prog="python -m experiments.compare",
                           description=__doc__.split("\n\n")[0])
     runs = [r for r in config.runs.split(",") if r]
+    if len(runs) < 2:
+        raise ValueError(f"--runs needs two or more comma-separated run folders, got {config.runs!r}")
+    for run in runs:
+        if not Path(run).is_dir():
+            raise FileNotFoundError(f"--runs: {run}: no such run folder")
     chosen = results_folders(config.folders)
     compared, sections = {}, []
     for table in TABLES:

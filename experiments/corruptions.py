@@ -42,9 +42,9 @@ from types import MappingProxyType
 
 import numpy as np
 from jaxtyping import UInt8
-from matplotlib.colors import hsv_to_rgb, rgb_to_hsv
-from PIL import Image
 from scipy import ndimage
+
+from experiments.optional import load
 
 Pixels = UInt8[np.ndarray, "h w c"]
 
@@ -122,11 +122,19 @@ def _per_channel(function: Callable, x: np.ndarray, *args, **kwargs) -> np.ndarr
     return np.stack([function(x[..., k], *args, **kwargs) for k in range(x.shape[-1])], axis=-1)
 
 
-def _to_pil(image: Pixels) -> Image.Image:
-    return Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+def _pil():
+    return load("PIL.Image", "the pixelate and jpeg_compression corruptions")
 
 
-def _from_pil(picture: Image.Image, shape: tuple[int, ...]) -> Pixels:
+def _colors():  # HSV conversions, for colour images only
+    return load("matplotlib.colors", "brightness and saturate of colour images")
+
+
+def _to_pil(image: Pixels):
+    return _pil().fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+
+
+def _from_pil(picture, shape: tuple[int, ...]) -> Pixels:
     return np.asarray(picture, np.uint8).reshape(shape)
 
 
@@ -318,17 +326,19 @@ def _fog(image, rng, amount, decay):
 def _brightness(image, rng, delta):
     if image.shape[-1] == 1:
         return _pixels(_unit(image) + delta)
-    hsv = rgb_to_hsv(_unit(image))
+    colors = _colors()
+    hsv = colors.rgb_to_hsv(_unit(image))
     hsv[..., 2] = np.clip(hsv[..., 2] + delta, 0, 1)
-    return _pixels(hsv_to_rgb(hsv))
+    return _pixels(colors.hsv_to_rgb(hsv))
 
 
 def _saturate(image, rng, factor, shift):
     if image.shape[-1] == 1:
         return image.copy()
-    hsv = rgb_to_hsv(_unit(image))
+    colors = _colors()
+    hsv = colors.rgb_to_hsv(_unit(image))
     hsv[..., 1] = np.clip(hsv[..., 1] * factor + shift, 0, 1)
-    return _pixels(hsv_to_rgb(hsv))
+    return _pixels(colors.hsv_to_rgb(hsv))
 
 
 def _contrast(image, rng, factor):
@@ -352,14 +362,15 @@ def _elastic_transform(image, rng, alpha, sigma, jitter):
 
 def _pixelate(image, rng, factor):
     h, w, _ = image.shape
-    small = _to_pil(image).resize((int(w * factor), int(h * factor)), Image.BOX)
-    return _from_pil(small.resize((w, h), Image.BOX), image.shape)
+    box = _pil().BOX
+    small = _to_pil(image).resize((int(w * factor), int(h * factor)), box)
+    return _from_pil(small.resize((w, h), box), image.shape)
 
 
 def _jpeg_compression(image, rng, quality):
     buffer = io.BytesIO()
     _to_pil(image).save(buffer, format="JPEG", quality=quality)
-    return _from_pil(Image.open(buffer), image.shape)
+    return _from_pil(_pil().open(buffer), image.shape)
 
 
 def _spatter(image, rng, mean, std, sigma, threshold, intensity, mud):

@@ -22,12 +22,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
-import datasets
-import huggingface_hub.constants
 import numpy as np
 from jaxtyping import Int64, UInt8
+
+from experiments.optional import load
+
+if TYPE_CHECKING:
+    import datasets
 
 SplitName = Literal["train", "test"]
 Source = str | os.PathLike | None
@@ -112,9 +115,7 @@ def digits(split: SplitName, *, source: Source = None) -> Split:
     _check_split(split)
     if source is not None:
         raise ValueError(f"digits ship inside scikit-learn; source must be None, got {source!r}")
-    import sklearn.datasets  # only this loader needs it, and it takes a second to import
-
-    raw = sklearn.datasets.load_digits()
+    raw = load("sklearn.datasets", "the digits data set").load_digits()
     levels = raw.images.astype(np.int64)
     images = ((levels * 255 + 8) // 16).astype(np.uint8)[..., None]
     labels = raw.target.astype(np.int64)
@@ -242,9 +243,10 @@ def _from_idx_or_parquet(folder: Path, split: SplitName, schema: _Schema, expect
         return _from_parquet(folder, split, schema, expected)
     images_name, labels_name = _IDX_FILES[split]
     images, labels = (_read_idx_named(folder, name) for name in (images_name, labels_name))
-    if images.ndim != 3 or labels.ndim != 1:
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise ValueError(
-            f"{folder}: IDX images must be (N, H, W), labels (N,): {images.shape}, {labels.shape}"
+            f"{folder}: {images_name} must hold N images (N, H, W) and {labels_name} their N labels "
+            f"(N,), got {images.shape} and {labels.shape}"
         )
     return Split(images[..., None], labels.astype(np.int64), schema.class_names)
 
@@ -288,14 +290,23 @@ def _from_parquet(folder: Path, split: SplitName, schema: _Schema, expected: str
     ]
     if not files:
         raise FileNotFoundError(f"{folder}: no {split} data found; {expected}")
-    table = datasets.load_dataset(
-        "parquet", data_files={split: [str(p) for p in files]}, split=split
-    )
+    datasets = _datasets("reading parquet files")
+    try:
+        table = datasets.load_dataset("parquet", data_files={split: [str(p) for p in files]}, split=split)
+    except Exception as error:  # pyarrow's and datasets' own errors: name the files in one line
+        raise ValueError(f"{folder}: could not read the {split} parquet files "
+                         f"{[p.name for p in files]}: {type(error).__name__}: {error}") from None
     return _from_table(table, schema)
+
+
+def _datasets(purpose: str):
+    """The `datasets` package, imported only where parquet files or the hub are read."""
+    return load("datasets", f"{purpose} (IDX files and CIFAR-10's python batches need only numpy)")
 
 
 def _from_hub(schema: _Schema, split: SplitName, alternatives: str) -> Split:
     unreachable = f"could not reach the Hugging Face hub for {schema.repo}; {alternatives}"
+    datasets = _datasets(f"reading {schema.repo} from the Hugging Face hub")
     # Offline mode reads the local cache; otherwise probe first, since `datasets` retries for 20+ s.
     if not datasets.config.HF_HUB_OFFLINE and not _hub_reachable():
         raise DatasetUnavailableError(
@@ -310,7 +321,8 @@ def _from_hub(schema: _Schema, split: SplitName, alternatives: str) -> Split:
 
 def _hub_reachable(timeout_s: float = 3.0) -> bool:
     """Whether the hub endpoint answers within `timeout_s` (through any configured proxy)."""
-    request = urllib.request.Request(huggingface_hub.constants.ENDPOINT, method="HEAD")
+    endpoint = load("huggingface_hub.constants", "reading the Hugging Face hub").ENDPOINT
+    request = urllib.request.Request(endpoint, method="HEAD")
     try:
         with urllib.request.urlopen(request, timeout=timeout_s):
             return True
@@ -320,9 +332,10 @@ def _hub_reachable(timeout_s: float = 3.0) -> bool:
         return False
 
 
-def _from_table(table: datasets.Dataset, schema: _Schema) -> Split:
+def _from_table(table: "datasets.Dataset", schema: _Schema) -> Split:
     """Decode the image column to one uint8 array; ClassLabel names win over the schema's."""
     image_column, mode, class_names = schema.image_column, schema.mode, schema.class_names
+    datasets = _datasets("decoding the images of a table")
     if image_column not in table.column_names or "label" not in table.column_names:
         raise ValueError(
             f"expected columns {image_column!r} and 'label', found {table.column_names}"

@@ -52,9 +52,9 @@ class EstimateOptions:
 
     probes: int | None = option("Rademacher probes per solve")
     images_per_solve: int | None = option("images whose labels share one ODE solve")
-    rtol: float | None = option("relative tolerance of the solver")
-    atol: float | None = option("absolute tolerance of the solver")
-    t0: float = option("start time of the likelihood ODE", 1e-5)
+    rtol: float | None = option("relative tolerance of the solver", above=0)
+    atol: float | None = option("absolute tolerance of the solver", above=0)
+    t0: float = option("start time of the likelihood ODE", 1e-5, above=0)
     solver: Literal["dopri5", "tsit5"] = option("Runge-Kutta solver", "dopri5")
     batching: Literal["one-solve", "vmapped"] = option(
         "one shared solve per chunk, or a solve per image-label", "one-solve"

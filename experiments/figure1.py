@@ -22,14 +22,12 @@ import json
 import math
 from pathlib import Path
 
-from experiments import estimates
+from experiments import estimates, pictures
 from experiments.cli import option, parse_config
 from experiments.data import load_dataset
 from experiments.estimates import EstimateOptions, accuracy_and_bits, classify_test_images
 from experiments.files import write_json
-from experiments.plotting import pyplot as plt
-from experiments.plotting import save_png
-from experiments.results import claim, evaluation_order, results_folder, results_folders, settings_of
+from experiments.results import data_option, claim, evaluation_order, results_folder, results_folders, settings_of
 from experiments.checkpoint import kept_checkpoints
 from experiments.runs import load_run
 
@@ -46,7 +44,7 @@ class Figure1Config(EstimateOptions):
     out: Path = option("results folder", Path("results/figure1"))
     limit: int = option("test images (a seeded subset) per kept checkpoint", 100)
     seed: int = option("seed of the subset, the dequantisation noise and the probes", 0)
-    data: str | None = option("data source: a local folder, 'hub', or None for the default")
+    data: str | None = data_option()
 
 
 def run_point(folder: Path) -> dict | None:
@@ -78,38 +76,6 @@ def checkpoint_path(config: Figure1Config, folder: Path) -> list[dict]:
     return points
 
 
-def plot(path: Path, runs: dict[str, dict], limit: int) -> None:
-    figure, (ours, published) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for name, run in runs.items():
-        if run["kind"] == "logits":
-            if run["point"] is not None:
-                ours.axhline(100 * run["point"]["accuracy"], linestyle="--", color="grey",
-                             label=f"{name} (discriminative)")
-            continue
-        if run["path"]:
-            line, = ours.plot([p["bits_per_dim"] for p in run["path"]],
-                              [100 * p["accuracy"] for p in run["path"]], "o-",
-                              label=f"{name}: through training ({limit} test images)")
-            for p in run["path"]:
-                ours.annotate(str(p["step"]), (p["bits_per_dim"], 100 * p["accuracy"]), fontsize=6,
-                              xytext=(3, 3), textcoords="offset points", color=line.get_color())
-        if run["point"] is not None:
-            ours.plot(run["point"]["bits_per_dim"], 100 * run["point"]["accuracy"], "*",
-                      markersize=12, label=f"{name}: table1 ({run['point']['num_images']} images)")
-    ours.set(xlabel="bits/dim (true label)", ylabel="accuracy (%)", title="this project's runs")
-    ours.invert_xaxis()  # better likelihood to the right, as the paper draws it
-    for name, bits, accuracy in PUBLISHED_POINTS:
-        published.plot(bits, 100 * accuracy, "*", markersize=12, label=name)
-    for name, accuracy in PUBLISHED_LINES:
-        published.axhline(100 * accuracy, linestyle="--", color="grey", label=name)
-    published.set(xlabel="bits/dim", ylabel="accuracy (%)", title="CIFAR-10, published (docs/method.md §5)")
-    published.invert_xaxis()
-    for axis in (ours, published):
-        axis.legend(fontsize=7)
-    figure.tight_layout()
-    save_png(path, figure, dpi=120)
-
-
 def main(argv: list[str] | None = None) -> dict:
     config = parse_config(Figure1Config, argv, prog="python -m experiments.figure1",
                           description=__doc__.split("\n\n")[0],
@@ -127,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"runs": runs, "limit": config.limit, "published_points": PUBLISHED_POINTS,
               "published_lines": PUBLISHED_LINES}
     write_json(config.out / "figure1.json", result)
-    plot(config.out / "figure1.png", runs, config.limit)
+    pictures.figure1(config.out / "figure1.png", runs, config.limit, PUBLISHED_POINTS, PUBLISHED_LINES)
     print(f"wrote {config.out / 'figure1.png'} and {config.out / 'figure1.json'}")
     return result
 

@@ -31,14 +31,12 @@ import numpy as np
 from jaxtyping import Float
 
 from classify import marginal_log_likelihood
-from experiments import estimates
+from experiments import estimates, pictures
 from experiments.cli import option, parse_config
 from experiments.data import load_dataset
 from experiments.estimates import EstimateOptions
 from experiments.files import write_json
 from experiments.parallel import data_parallel, split_or_replicated
-from experiments.plotting import pyplot as plt
-from experiments.plotting import save_png
 from experiments.results import RunOptions, chunked, claim, run_chunks, settings_of
 from experiments.runs import load_run
 from likelihood import bits_per_dim, channels_first, to_model_space
@@ -150,27 +148,8 @@ def evaluate(config: Figure2Config) -> dict:
         "settings": settings,
     }
     write_json(out / "figure2.json", result)
-    plot(out / "figure2.png", result)
+    pictures.figure2(out / "figure2.png", result)
     return result
-
-
-def plot(path, result: dict) -> None:
-    times = np.asarray(result["times"])
-    figure, axis = plt.subplots(figsize=(6, 4))
-    styles = {"marginal": ("marginal log p(x)", "-", "tab:blue"),
-              "label_a": ("log p(x | y_A)", "--", "tab:green"),
-              "label_b": ("log p(x | y_B)", "--", "tab:orange")}
-    for name, (label, line, colour) in styles.items():
-        mean, std = (np.asarray(result["curves"][name][k]) for k in ("mean", "std"))
-        axis.plot(times, mean, line, color=colour, label=label)
-        axis.fill_between(times, mean - std, mean + std, color=colour, alpha=0.15)
-    shape = result["shape"]
-    axis.set(xlabel="t  (x = t x_A + (1 - t) x_B)", ylabel="bits/dim (lower: more likely)",
-             title=f"{result['preset']}: {result['num_pairs']} test pairs, mean ± std; "
-                   f"{100 * shape['fraction_convex']:.0f} % convex in log p")
-    axis.legend(fontsize=8)
-    figure.tight_layout()
-    save_png(path, figure, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> dict:

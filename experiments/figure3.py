@@ -25,9 +25,8 @@ from experiments.data import load_dataset
 from experiments import estimates
 from experiments.estimates import PRESET_EVALUATION, EstimateOptions, estimate_images, seconds_per_image
 from experiments.files import write_json
-from experiments.plotting import pyplot as plt
-from experiments.plotting import save_png
-from experiments.results import evaluation_order, settings_of
+from experiments.plotting import drawing, save_png
+from experiments.results import data_option, evaluation_order, settings_of
 from experiments.runs import load_run
 
 
@@ -43,7 +42,7 @@ class Figure3Config:
     atol: float | None = option("absolute tolerance of each solve")
     images_per_solve: int = option("images whose labels share one ODE solve", 10)
     seed: int = option("seed of the images, the draws and the subsets", 0)
-    data: str | None = option("data source: a local folder, 'hub', or None for the default")
+    data: str | None = data_option()
 
 
 def draw_statistics(
@@ -73,7 +72,8 @@ def draw_statistics(
     return stats
 
 
-def plot(path: Path, counts: list[int], curves: dict[str, dict], title: str) -> None:
+@drawing
+def plot(plt, path: Path, counts: list[int], curves: dict[str, dict], title: str) -> None:
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for noise, stats in curves.items():
         errorbar = lambda axis, name, **style: axis.errorbar(

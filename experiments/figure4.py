@@ -16,8 +16,7 @@ from pathlib import Path
 
 from experiments.cli import option, parse_config
 from experiments.files import write_json
-from experiments.plotting import pyplot as plt
-from experiments.plotting import save_png
+from experiments.plotting import drawing, save_png
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +41,8 @@ def curves(table2: dict) -> dict[str, dict[str, list[float]]]:
     return result
 
 
-def plot(path: Path, panels: dict[str, dict[str, list[float]]], title: str, likelihood: bool) -> None:
+@drawing
+def plot(plt, path: Path, panels: dict[str, dict[str, list[float]]], title: str, likelihood: bool) -> None:
     """A panel per corruption; bits/dim on the left axis only for a likelihood (not logits)."""
     columns = min(5, len(panels))
     rows = math.ceil(len(panels) / columns)

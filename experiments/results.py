@@ -37,6 +37,11 @@ from experiments.stopping import stops_as_interrupt
 RESULTS_FILE = "images.jsonl"
 
 
+def data_option():
+    """The `--data` field of every entry point that reads a data set."""
+    return option("data source: a local folder or 'hub' (default: the preset's)")
+
+
 @dataclasses.dataclass(frozen=True)
 class RunOptions:
     """The options every evaluation entry point has: which run, where, which data, seed."""
@@ -44,14 +49,15 @@ class RunOptions:
     run: Path = option("training run folder (experiments.train --out)", Path("runs/digits"))
     out: Path | None = option("results folder (default: RUN/<entry point>)")
     seed: int = option("seed of the subset, the dequantisation noise and the probes", 0)
-    data: str | None = option("data source: a local folder, 'hub', or None for the default")
+    data: str | None = data_option()
 
 
 @dataclasses.dataclass(frozen=True)
 class EvaluationConfig(RunOptions):
     """`RunOptions` and how many test images."""
 
-    limit: int | None = option("evaluate a seeded random subset of this many test images")
+    limit: int | None = option("evaluate a seeded random subset of this many test images "
+                               "(default: the whole test split)")
 
 
 def claim(folder: Path, settings: dict, run: Run) -> Path:
@@ -74,7 +80,10 @@ def evaluation_order(num_images: int, limit: int | None, seed: int) -> np.ndarra
     """Test-set indices to evaluate: all, or a seeded random subset in index order."""
     if limit is not None and limit < 1:
         raise ValueError(f"--limit must be at least 1, got {limit}")
-    if limit is None or limit >= num_images:
+    if limit is not None and limit > num_images:
+        raise ValueError(f"--limit {limit} is more than the {num_images} test images: leave it out to "
+                         "evaluate them all")
+    if limit is None or limit == num_images:
         return np.arange(num_images)
     return np.sort(np.random.default_rng(seed).choice(num_images, limit, replace=False))
 
@@ -120,9 +129,10 @@ def _run_chunks(path, chunks, compute, desc, postfix, identify) -> list[dict]:
     _check_kept(path, records, [item for chunk in chunks for item in chunk], identify)
     write_lines(path, records)
     bar = progress(total=int(boundaries[-1]), initial=len(records), desc=desc, unit="image")
-    with stops_as_interrupt():
+    with stops_as_interrupt() as stop:
         try:
             for number in range(done, len(chunks)):
+                stop.check()
                 lines = compute(chunks[number], number == done)
                 if len(lines) != len(chunks[number]):
                     raise RuntimeError(f"{desc}: {len(lines)} lines for a chunk of {len(chunks[number])}")

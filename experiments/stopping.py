@@ -11,23 +11,43 @@ Before a loop begins (imports, loading data, the first compilations: minutes
 on a busy machine) there is nothing to save, and a stop should simply end
 the process: `exit_on_stop`, which `experiments/__init__.py` installs when an
 entry point starts, does that with status 130 and one line, not a traceback.
+
+An exception raised by a signal handler is lost when the signal arrives
+while Python runs a garbage-collection callback or a `__del__` (it prints
+"Exception ignored in ..." and goes on; JAX registers such a callback): so
+the start-up handler ends the process itself, and a loop's handler also
+leaves a note that the loop checks at every step (`Stop.check`).
 """
 
 import contextlib
+import os
 import signal
 import sys
 import threading
 from collections.abc import Iterator
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
+class Stop:
+    """The stop a loop was asked for, if any: `check()` raises it as KeyboardInterrupt even
+    where the handler's own exception was lost."""
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+
+    def check(self) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt(self.signal)
+
+    def handler(self, signum: int, frame: object) -> None:
+        self.signal = signal.Signals(signum).name
+        raise KeyboardInterrupt(self.signal)
 
 
 def _exit(signum: int, frame: object) -> None:
     print(f"\n{signal.Signals(signum).name} while starting: stopped before any work began, nothing "
-          "to save; the same command starts again", file=sys.stderr)
-    raise SystemExit(130)
+          "to save; the same command starts again", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(130)  # not SystemExit, which a garbage-collection callback would swallow
 
 
 def exit_on_stop() -> None:
@@ -38,16 +58,17 @@ def exit_on_stop() -> None:
 
 
 @contextlib.contextmanager
-def stops_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM and SIGINT raise KeyboardInterrupt; the previous handlers
-    come back after it. Outside the main thread (where Python cannot set handlers) nothing
-    changes."""
+def stops_as_interrupt() -> Iterator[Stop]:
+    """Within the block, SIGTERM and SIGINT raise KeyboardInterrupt, and the `Stop` it yields
+    raises it again at the loop's next `check()`; the previous handlers come back after it.
+    Outside the main thread (where Python cannot set handlers) nothing changes."""
+    stop = Stop()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield stop
         return
-    previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
+    previous = {s: signal.signal(s, stop.handler) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        yield
+        yield stop
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

@@ -29,8 +29,7 @@ from experiments.corrupted import check_cifar10_c, corrupted_images
 from experiments.corruptions import CORRUPTIONS, EXTRAS, LEFT_OUT, NOISES
 from experiments.data import Split, load_dataset
 from experiments.estimates import EstimateOptions, accuracy_and_bits
-from experiments.plotting import pyplot as plt
-from experiments.plotting import save_png
+from experiments.plotting import drawing, save_png
 from experiments.results import (EvaluationConfig, chunked, claim, evaluation_order, run_chunks,
                                  running_accuracy, settings_of, write_summary)
 from experiments.runs import load_run
@@ -185,7 +184,8 @@ def markdown_table(summary: dict) -> str:
     ])
 
 
-def draw_contact_sheet(path: Path, test: Split, index: int, names: tuple[str, ...],
+@drawing
+def draw_contact_sheet(plt, path: Path, test: Split, index: int, names: tuple[str, ...],
                        config: Table2Config) -> None:
     """Test image `index` through every corruption (rows) and severity (columns)."""
     figure, axes = plt.subplots(len(names), 1 + len(SEVERITIES), squeeze=False,

@@ -27,15 +27,13 @@ import numpy as np
 
 from attacks import MODES, PGD, attack_batch, attack_name, modes_of
 from classify import Classifier
-from experiments import estimates
+from experiments import estimates, pictures
 from experiments.cli import option, parse_config
 from experiments.data import load_dataset
 from experiments.estimates import EstimateOptions, seconds_per_image
 from experiments.files import write_npz
-from experiments.plotting import pyplot as plt
-from experiments.plotting import save_png
 from experiments.parallel import data_parallel, split_or_replicated
-from experiments.results import chunked, claim, evaluation_order, run_chunks, settings_of, write_summary
+from experiments.results import data_option, chunked, claim, evaluation_order, run_chunks, settings_of, write_summary
 from experiments.runs import load_run
 
 NORMS = ("linf", "l2")
@@ -61,13 +59,13 @@ class Table3Config:
     eot_draws: int = option("fresh noise draws averaged per EOT step", 4)
     route: Literal["solver", "adjoint"] = option("how gradients go through the ODE", "solver")
     probes: int | None = option("Rademacher probes per solve (default: table1's)")
-    rtol: float | None = option("relative tolerance of every solve (default: table1's)")
-    atol: float | None = option("absolute tolerance of every solve (default: table1's)")
+    rtol: float | None = option("relative tolerance of every solve (default: table1's)", above=0)
+    atol: float | None = option("absolute tolerance of every solve (default: table1's)", above=0)
     images_per_batch: int = option(
         "images attacked together, in one compiled gradient split over the devices", 10)
     examples: int = option("clean / adversarial / perturbation triples in examples.png", 4)
     seed: int = option("seed of the subset, the noise, the probes and the random starts", 0)
-    data: str | None = option("data source: a local folder, 'hub', or None for the default")
+    data: str | None = data_option()
 
 
 def attacks_of(config: Table3Config) -> tuple[PGD, ...]:
@@ -148,7 +146,7 @@ def evaluate(config: Table3Config) -> dict:
     records = run_chunks(results_path, chunked(order, config.images_per_batch), attack_chunk, desc="table3")
     summary = summarize(records, estimates.model_name(classifier), preset, saved_settings)
     write_summary(out, "table3", summary, markdown_table(summary))
-    _plot_examples(out, records, examples)
+    pictures.table3_examples(out, records, examples)
     return summary
 
 
@@ -220,33 +218,6 @@ def markdown_table(summary: dict) -> str:
         f"together): {summary['seconds_per_image']:.3g} s; {cost}",
         "",
     ])
-
-
-def _plot_examples(out: Path, records: list[dict], examples: dict) -> None:
-    shown = [r for r in records if f"{r['index']}_clean" in examples]
-    if not shown:
-        return
-    columns = [("clean", None)] + [(name.replace("_", " "), name) for name in shown[0]["attacks"]]
-    figure, axes = plt.subplots(2 * len(shown), len(columns), squeeze=False,
-                                figsize=(2 * len(columns), 4 * len(shown)))
-    for row, r in enumerate(shown):
-        clean = examples[f"{r['index']}_clean"]
-        for column, (title, name) in enumerate(columns):
-            image = clean if name is None else examples[f"{r['index']}_{name}"]
-            prediction = r["clean"]["prediction"] if name is None else r["attacks"][name]["prediction"]
-            show = lambda axis, picture, cmap="gray", **kw: (axis.imshow(
-                np.moveaxis(picture, 0, -1).squeeze(), cmap=cmap, **kw), axis.set_axis_off())
-            show(axes[2 * row, column], image, vmin=0, vmax=1)
-            axes[2 * row, column].set_title(f"{title}: {prediction} (true {r['label']})", fontsize=7)
-            if name is not None:
-                delta = image - clean
-                bound = max(float(np.max(np.abs(delta))), 1e-6)
-                show(axes[2 * row + 1, column], delta, cmap="coolwarm", vmin=-bound, vmax=bound)
-                axes[2 * row + 1, column].set_title("perturbation", fontsize=7)
-            else:
-                axes[2 * row + 1, column].set_axis_off()
-    figure.tight_layout()
-    save_png(out / "examples.png", figure)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -25,14 +25,12 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Int, PRNGKeyArray
+from jaxtyping import Array
 
-import score
-from experiments import checkpoint
+from experiments import checkpoint, pictures
 from experiments.cli import parse_config
 from experiments.data import Split, load_dataset
 from experiments.files import append_lines, locked, read_lines, write_lines
-from experiments.images import save_grid, to_pixels
 from experiments.parallel import data_parallel
 from experiments.progress import progress
 from experiments.stopping import stops_as_interrupt
@@ -40,28 +38,6 @@ from experiments.training import (
     MODELS, PRESET_TRAINING, WRN_TRAINING, StepSettings, TrainConfig, TrainState, batch_indices,
     init_state, make_optimizer, network_config, resolve, train_step,
 )
-from likelihood.sampling import sample_probability_flow
-from sde import SubVPSDE
-
-
-@eqx.filter_jit
-def _class_samples(model: score.ScoreNet, labels: Int[Array, " n"], key: PRNGKeyArray):
-    config = model.config
-    noise_fn = lambda x, t, y: model(x, t, y)
-    shape = (config.channels, config.image_size, config.image_size)
-    return sample_probability_flow(noise_fn, SubVPSDE(), labels, shape, key=key)
-
-
-def save_samples(folder: Path, state: TrainState, samples_per_class: int) -> Path:
-    """A grid of EMA-model samples, one row per label, from the probability-flow ODE."""
-    num_classes = state.ema_model.config.num_classes
-    labels = jnp.repeat(jnp.arange(num_classes), samples_per_class)
-    step = int(state.step)
-    images = _class_samples(state.ema_model, labels, jax.random.fold_in(jax.random.key(0), step))
-    pixels = to_pixels(np.asarray(images)).reshape(num_classes, samples_per_class, *images.shape[2:], -1)
-    path = folder / "samples" / f"step_{step:07d}.png"
-    save_grid(path, pixels, scale=max(1, 64 // pixels.shape[2]))
-    return path
 
 
 def _run_record(config: TrainConfig) -> dict:
@@ -92,6 +68,10 @@ def _start(config: TrainConfig, optimizer) -> TrainState:
     network = network_config(config)
     if config.resume:
         state = checkpoint.load_state(config.out, jax.eval_shape(lambda: init_state(network, config.seed, optimizer)))
+        if int(state.step) > config.steps:
+            raise checkpoint.CheckpointError(
+                f"{config.out / checkpoint.CHECKPOINT_FILE} is at step {int(state.step)}, past --steps "
+                f"{config.steps}: give --steps {int(state.step)} or more to resume it (nothing was changed)")
     else:
         state = init_state(network, config.seed, optimizer)
     checkpoint.save_config(config.out, _run_record(config))
@@ -154,9 +134,10 @@ def _train(config: TrainConfig, data: Split) -> TrainState:
     last_save = last_time
     samples_per_class = config.samples_per_class if MODELS[config.model].samples else 0
     bar = progress(total=config.steps, initial=step, desc=f"train {config.preset} {config.model}", unit="step")
-    with stops_as_interrupt():
+    with stops_as_interrupt() as stop:
         try:
             while step < config.steps:
+                stop.check()
                 index = batch_indices(config.seed, step, len(data.labels), config.batch_size)
                 batch = jax.device_put((data.images[index], data.labels[index]), batch_sharding)
                 state, loss = train_step(state, *batch, optimizer, settings)
@@ -180,7 +161,8 @@ def _train(config: TrainConfig, data: Split) -> TrainState:
                 if due and config.keep_checkpoints:
                     checkpoint.save_state(config.out, state, checkpoint.kept_name(step))
                 if due and samples_per_class:
-                    save_samples(config.out, state, samples_per_class)
+                    pictures.training_samples(config.out, state.ema_model, step, samples_per_class,
+                                              data.class_names)
         except KeyboardInterrupt:
             bar.close()
             _check_finite(0.0, state, config.out)

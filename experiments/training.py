@@ -35,19 +35,19 @@ class TrainConfig:
     )
     wrn_width: int | None = option(
         "widening factor k of the WideResNet instead of the preset's (the paper's baseline: "
-        "--preset cifar10 --wrn-width 12, WRN-28-12)"
+        "--preset cifar10 --wrn-width 12, WRN-28-12)", at_least=1
     )
-    nf: int | None = option("score network: channels of its first level instead of the preset's")
+    nf: int | None = option("score network: channels of its first level instead of the preset's", at_least=1)
     ch_mult: str | None = option("score network: comma-separated channel multipliers per level (e.g. 1,2,2)")
-    num_res_blocks: int | None = option("score network: residual blocks per level")
-    steps: int | None = option("total optimiser steps")
-    batch_size: int = option("images per step, split over the devices", 128)
+    num_res_blocks: int | None = option("score network: residual blocks per level", at_least=1)
+    steps: int | None = option("total optimiser steps", at_least=1)
+    batch_size: int = option("images per step, split over the devices", 128, at_least=1)
     seed: int = option("seed of initialisation, data order and noise", 0)
     out: Path | None = option("run folder")
     resume: bool = option("continue the run in --out from its checkpoint", False)
-    data: str | None = option("data source: a local folder, 'hub', or None for the default")
-    learning_rate: float | None = option("peak learning rate (Adam, or SGD for a WRN)")
-    warmup_steps: int | None = option("linear warm-up steps")
+    data: str | None = option("data source: a local folder or 'hub' (default: the preset's)")
+    learning_rate: float | None = option("peak learning rate (Adam, or SGD for a WRN)", above=0)
+    warmup_steps: int | None = option("linear warm-up steps", at_least=0)
     lr_schedule: Literal["constant", "cosine"] | None = option(
         "after warm-up: constant, or cosine decay to 0 at --steps (so a cosine run resumed "
         "with more --steps decays more slowly from there on)"
@@ -56,21 +56,21 @@ class TrainConfig:
         "EMA rate of the evaluated parameters, after a warm-up: min(rate, (1 + t) / (10 + t)); "
         "0: no EMA, the trained parameters are the evaluated ones"
     )
-    grad_clip: float | None = option("global-norm gradient clipping (0: none)")
+    grad_clip: float | None = option("global-norm gradient clipping (0: none)", at_least=0)
     weighting: Literal["likelihood_is", "likelihood", "none", "mixture"] = option(
         "time weighting of the loss (docs/method.md §3)", "likelihood_is"
     )
-    eps: float = option("smallest training time (score_sde 1e-5, ScoreFlow 1e-2)", 1e-5)
+    eps: float = option("smallest training time (score_sde 1e-5, ScoreFlow 1e-2)", 1e-5, above=0)
     random_flip: bool | None = option("random horizontal flips")
-    checkpoint_every: int = option("steps between checkpoints and sample grids", 1000)
+    checkpoint_every: int = option("steps between checkpoints and sample grids", 1000, at_least=1)
     checkpoint_minutes: float = option(
         "also save the checkpoint (no grid) once this many minutes have passed since the last "
-        "save, so that a kill loses at most that much (a 28x28 CPU step takes about a second)", 10.0)
+        "save, so that a kill loses at most that much (a 28x28 CPU step takes about a second)", 10.0, at_least=0)
     keep_checkpoints: bool = option(
         "also keep every checkpoint as checkpoints/step_N.eqx (experiments.figure1 draws the "
         "run's path through training from them)", False)
-    log_every: int = option("steps between log lines", 50)
-    samples_per_class: int = option("samples per label in each grid (0: no grids; a WRN has none)", 8)
+    log_every: int = option("steps between log lines", 50, at_least=1)
+    samples_per_class: int = option("samples per label in each grid (0: no grids; a WRN has none)", 8, at_least=0)
 
 
 # Score networks: the paper's settings for CIFAR-10 (docs/method.md §3); CPU presets after the

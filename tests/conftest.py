@@ -1,19 +1,38 @@
-"""Shared test settings: hypothesis examples are few because each new shape recompiles."""
+"""Shared test settings: hypothesis examples are few because each new shape recompiles, and
+one compilation cache serves the whole run."""
 
+import contextlib
+import os
+import shutil
+import signal
+import tempfile
+
+import jax
+import pytest
 from hypothesis import settings
 
 settings.register_profile("sbgc", max_examples=8, deadline=None, derandomize=True)
 settings.load_profile("sbgc")
 
+CACHE_VARIABLE = "SBGC_TEST_COMPILATION_CACHE"
 
-import contextlib  # noqa: E402
-import signal  # noqa: E402
 
-import pytest  # noqa: E402
+def pytest_configure(config):
+    """One persistent compilation cache per test run, shared by pytest-xdist's workers (they
+    inherit the variable from the controller) and removed at its end. Tests build fresh jitted
+    functions over same-shaped tiny models, and most of the suite's time is compiling: an
+    identical program (the same HLO) then compiles once per run, not once per test and worker."""
+    if CACHE_VARIABLE not in os.environ:  # the controller, or a run without xdist
+        directory = tempfile.mkdtemp(prefix="sbgc-test-compilation-cache-")
+        os.environ[CACHE_VARIABLE] = directory
+        config.add_cleanup(lambda: (shutil.rmtree(directory, ignore_errors=True), os.environ.pop(CACHE_VARIABLE)))
+    jax.config.update("jax_compilation_cache_dir", os.environ[CACHE_VARIABLE])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 # A constant learning rate after one warm-up step: the schedule of a run stopped
 # at N/2 is then the one of the whole run, as resuming assumes.
-TINY_TRAINING = ["--preset", "digits", "--batch-size", "16", "--log-every", "2",
+TINY_TRAINING = ["--preset", "digits", "--nf", "8", "--ch-mult", "1", "--batch-size", "16", "--log-every", "2",
                  "--samples-per-class", "1", "--lr-schedule", "constant", "--warmup-steps", "1",
                  "--checkpoint-every", "2"]
 
@@ -91,3 +110,14 @@ def wrn_digits_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("wrn_digits_run")
     train.main(["--preset", "digits", "--model", "wrn", "--steps", "100", "--out", str(out)])
     return out
+
+
+def assert_replotted(folder, name: str) -> None:
+    """`python -m experiments.replot` draws the picture `name` of a results folder from its
+    saved files as the entry point drew it, byte for byte."""
+    from experiments import replot
+
+    drawn = (folder / name).read_bytes()
+    (folder / name).unlink()
+    assert replot.main(["--folders", str(folder)]) == [folder / name]
+    assert (folder / name).read_bytes() == drawn

@@ -156,13 +156,15 @@ def test_input_gradient_reaches_the_hessian_terms(network):
     gradient (the Hessian-vector products) is zero there and a dropped or wrong-signed
     term would pass. A network's Jacobian depends on x: checked in float64 against central
     differences, for the forward-mode network (JVP probes) and for table3's route, the
-    reverse-mode network with VJP probes."""
+    reverse-mode network with VJP probes. One probe: compiling costs a network copy per
+    probe, and the check is only as strong as the derivative is large against its
+    tolerance (asserted: with these keys one probe's is 4.6, two probes' 0.006)."""
     with jax.enable_x64(True):
         tolerance, step = 1e-8, 1e-3
         model = tiny_score_net(jnp.float64)
         mode = "forward" if network == "forward-mode" else "reverse"
         network = model if mode == "forward" else score.for_reverse_mode(model)
-        classifier = LikelihoodClassifier(network, divergence=Hutchinson(2, mode=mode), rtol=tolerance,
+        classifier = LikelihoodClassifier(network, divergence=Hutchinson(1, mode=mode), rtol=tolerance,
                                           atol=tolerance)
         image = jax.random.uniform(jax.random.key(1), (1, 4, 4), jnp.float64, 0.2, 0.8)
         key, objective = jax.random.key(2), cross_entropy(1)
@@ -173,4 +175,5 @@ def test_input_gradient_reaches_the_hessian_terms(network):
         direction = jax.random.normal(jax.random.key(3), image.shape, jnp.float64)
         direction = direction / jnp.linalg.norm(direction)
         central = (value(image + step * direction) - value(image - step * direction)) / (2 * step)
+        assert abs(central) > 100 * atol  # a wrong or missing term would show
         np.testing.assert_allclose(jnp.vdot(gradient, direction), central, rtol=0, atol=atol)

@@ -1,12 +1,13 @@
 """The catalogue of bad input at the entry points (README, "Bad input"): each is a clear error
 that names the problem, raised before anything of the run or its results is changed."""
 
+import re
 import shutil
 
 import numpy as np
 import pytest
 
-from experiments import checkpoint, table1, table2, table3, train
+from experiments import checkpoint, compare, replot, table1, table2, table3, train
 from tests.conftest import TINY_TRAINING
 
 
@@ -50,6 +51,25 @@ CASES = [
      None, ValueError, "--images-per-batch must be at least 1, got 0"),
     ("unknown corruption", table2.main, ["--run", "RUN", "--out", "OUT", "--corruptions", "frost"], None,
      ValueError, "unknown 'frost' \\(left out"),
+    ("--log-every 0", train.main, [*TINY_TRAINING, "--out", "OUT", "--log-every", "0"], None,
+     ValueError, "--log-every must be at least 1, got 0"),
+    ("--checkpoint-every 0", train.main, [*TINY_TRAINING, "--out", "OUT", "--checkpoint-every", "0"], None,
+     ValueError, "--checkpoint-every must be at least 1, got 0"),
+    ("negative --steps", train.main, [*TINY_TRAINING, "--out", "OUT", "--steps", "-5"], None,
+     ValueError, "--steps must be at least 1, got -5"),
+    ("--batch-size 0", train.main, [*TINY_TRAINING, "--out", "OUT", "--batch-size", "0"], None,
+     ValueError, "--batch-size must be at least 1, got 0"),
+    ("--resume with --steps behind the checkpoint", train.main,
+     [*TINY_TRAINING, "--out", "RUN", "--resume", "--steps", "2"], None,
+     checkpoint.CheckpointError, r"is at step 4, past --steps 2: give --steps 4 or more"),
+    ("--rtol 0", table1.main, ["--run", "RUN", "--out", "OUT", "--rtol", "0", "--atol", "0"], None,
+     ValueError, "--rtol must be above 0, got 0.0"),
+    ("--limit past the test split", table1.main, ["--run", "RUN", "--out", "OUT", "--limit", "100000"], None,
+     ValueError, "--limit 100000 is more than the 360 test images: leave it out"),
+    ("a missing run folder to compare", compare.main, ["--runs", "RUN/nothing,RUN", "--out", "OUT"], None,
+     FileNotFoundError, r"--runs: .*nothing: no such run folder"),
+    ("a folder replot cannot draw", replot.main, ["--folders", "RUN/samples"], None,
+     FileNotFoundError, r"none of figure1\.json, figure2\.json, examples\.npz, checkpoint\.eqx"),
 ]
 
 
@@ -86,3 +106,12 @@ def test_results_of_a_model_trained_further_are_not_mixed(tiny_run, tmp_path):
     train.main([*TINY_TRAINING, "--out", str(run), "--resume", "--steps", "6"])
     with pytest.raises(checkpoint.CheckpointError, match=r"model\.step: saved 4, now 6"):
         table1.main(argv)
+
+
+@pytest.mark.parametrize("entry", [train.main, table1.main, table2.main, table3.main, compare.main])
+def test_help_names_each_default_once(entry, capsys):
+    with pytest.raises(SystemExit):
+        entry(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default" in text and not re.search(r"\(default:[^)]*\) \(default", text)
+    assert "None for the default" not in text

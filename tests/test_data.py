@@ -184,6 +184,21 @@ def test_idx_folder_missing_a_file_names_it(tmp_path):
         data.mnist("test", source=tmp_path)
 
 
+def test_idx_images_and_labels_of_other_counts_name_both_files(tmp_path):
+    _write_idx_folder(tmp_path, {"test": (_images(7, 3, 28, 28, 1), np.array([0, 1]))})
+    with pytest.raises(ValueError, match=r"t10k-images-idx3-ubyte must hold N images .* and "
+                                         r"t10k-labels-idx1-ubyte their N labels .*\(3, 28, 28\) and \(2,\)"):
+        data.mnist("test", source=tmp_path)
+
+
+def test_a_broken_parquet_file_is_named_in_one_line(tmp_path):
+    (tmp_path / "test-00000-of-00001.parquet").write_bytes(b"PAR1 not really parquet")
+    with pytest.raises(ValueError, match=r"could not read the test parquet files \['test-00000-of-00001\.parquet'\]"
+                       ) as raised:
+        data.mnist("test", source=tmp_path)
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+
+
 @pytest.mark.skipif(
     not data.DEBIAN_FASHION_MNIST.is_dir(), reason="needs the Debian package dataset-fashion-mnist"
 )

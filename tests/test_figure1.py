@@ -5,7 +5,7 @@ import json
 import pytest
 
 from experiments import estimates, figure1, table1, train
-from tests.conftest import TINY_TRAINING, counting
+from tests.conftest import TINY_TRAINING, assert_replotted, counting
 
 FAST = ["--limit", "4", "--images-per-solve", "4", "--probes", "1", "--rtol", "1e-2", "--atol", "1e-2"]
 
@@ -29,6 +29,7 @@ def test_paths_points_and_lines(tmp_path, wrn_digits_run, monkeypatch):
     calls = []
     monkeypatch.setattr(estimates, "classify_chunk", counting(estimates.classify_chunk, calls))
     assert figure1.main(argv)["runs"] == result["runs"] and calls == []
+    assert_replotted(tmp_path / "figure1", "figure1.png")
 
 
 def test_a_run_without_results_is_named(tiny_run, tmp_path):

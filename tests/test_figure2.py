@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from experiments import figure2
-from tests.conftest import interrupted_then_resumed
+from tests.conftest import assert_replotted, interrupted_then_resumed
 
 
 def test_interpolation_ends_are_the_two_images():
@@ -52,6 +52,7 @@ def test_results_and_resume(tiny_run, tmp_path, monkeypatch):
     assert [line["pair"] for line in lines] == [0, 1, 2]
     assert all(line["a"] != line["b"] and np.shape(line["log_probs"]) == (5, 10) for line in lines)
     assert (tmp_path / "figure2.png").read_bytes()[:4] == b"\x89PNG"
+    assert_replotted(tmp_path, "figure2.png")
 
 
 def test_bad_options(tiny_run, tmp_path):

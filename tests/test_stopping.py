@@ -30,6 +30,27 @@ def test_sigterm_keeps_finished_chunks(tmp_path):
     assert computed == [3, 4, 5, 6]
 
 
+def test_a_stop_whose_exception_was_lost_still_stops_the_loop(tmp_path):
+    """A signal that arrives during a garbage-collection callback: Python prints its
+    KeyboardInterrupt as "Exception ignored" and goes on; the loop's next check stops."""
+    path, computed = tmp_path / "images.jsonl", []
+
+    def compute(chunk, compiling):
+        if chunk[0] == 3:
+            try:  # the handler runs where its exception goes nowhere
+                signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+            except KeyboardInterrupt:
+                pass
+        computed.extend(chunk)
+        return [{"index": i} for i in chunk]
+
+    with signal_handled_by(signal.SIGTERM, not_handled), pytest.raises(SystemExit) as exit_info:
+        run_chunks(path, chunked(range(9), 3), compute, desc="test")
+    assert exit_info.value.code == 130
+    assert computed == [0, 1, 2, 3, 4, 5]  # the chunk under way finished, and nothing more
+    assert read_lines(path) == [{"index": i} for i in range(6)]
+
+
 def test_a_stop_during_start_up_ends_even_a_job_started_with_sigint_ignored(tmp_path):
     """`nohup ... &` starts a job with SIGINT ignored; `kill -INT` while it imports, loads data
     or compiles (before any loop) must still end it, with status 130 and one line."""

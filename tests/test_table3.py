@@ -5,7 +5,7 @@ import json
 import pytest
 
 from experiments import table3
-from tests.conftest import interrupted_then_resumed
+from tests.conftest import assert_replotted, interrupted_then_resumed
 
 FAST = ["--limit", "2", "--steps", "1", "--eot-draws", "2", "--probes", "1", "--rtol", "1e-2",
         "--atol", "1e-2", "--examples", "1", "--images-per-batch", "1"]
@@ -42,4 +42,5 @@ def test_results_files_and_resume(tiny_run, tmp_path, monkeypatch):
     markdown = (tmp_path / "table3.md").read_text()
     assert "| SBGC (Zimmermann et al. 2021) (published) | CIFAR-10 | 216 | 95.04 | 0.00 | 0.00 |" in markdown
     assert (tmp_path / "examples.png").read_bytes()[:4] == b"\x89PNG"
+    assert_replotted(tmp_path, "examples.png")
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,17 +15,19 @@ import pytest
 
 import score
 from experiments import checkpoint, train, training
-from tests.conftest import TINY_TRAINING, counting, ctrl_c, not_handled, signal_handled_by
+from experiments.cli import parse_config
+from tests.conftest import TINY_TRAINING, assert_replotted, counting, ctrl_c, not_handled, signal_handled_by
 
 def run(out: Path, steps: int, *extra: str) -> None:
     train.main([*TINY_TRAINING, "--out", str(out), "--steps", str(steps), *extra])
 
 
 def saved_state(out: Path) -> training.TrainState:
-    config = training.resolve(training.TrainConfig(preset="digits", out=out, batch_size=16,
-                                             lr_schedule="constant", warmup_steps=1))
+    """The checkpoint of a run made with TINY_TRAINING."""
+    config = training.resolve(parse_config(training.TrainConfig, [*TINY_TRAINING, "--out", str(out)],
+                                           prog="test", description=""))
     optimizer = training.make_optimizer(config)
-    like = jax.eval_shape(lambda: training.init_state(score.PRESETS["digits"], 0, optimizer))
+    like = jax.eval_shape(lambda: training.init_state(training.network_config(config), 0, optimizer))
     return checkpoint.load_state(out, like)
 
 
@@ -41,6 +44,11 @@ def test_run_folder_contents(tiny_run):
     assert sorted(p.name for p in (tiny_run / "samples").iterdir()) == [
         "step_0000002.png", "step_0000004.png"
     ]
+
+
+def test_replot_draws_the_checkpoints_samples_again(tiny_run, tmp_path):
+    shutil.copytree(tiny_run, tmp_path / "run")
+    assert_replotted(tmp_path / "run", "samples/step_0000004.png")
 
 
 def test_resume_is_bit_identical(tiny_run, tmp_path):
@@ -103,6 +111,12 @@ def test_truncated_checkpoint_names_the_file(tiny_run, tmp_path):
     (tmp_path / "checkpoint.eqx").write_bytes(data[: len(data) // 2])
     with pytest.raises(checkpoint.CheckpointError, match=r"checkpoint\.eqx: truncated"):
         run(tmp_path, 6, "--resume")
+
+
+def test_a_float64_process_is_told_why_a_checkpoint_does_not_load(tiny_run):
+    with jax.enable_x64(True), pytest.raises(checkpoint.CheckpointError,
+                                             match="expects float64 arrays .* load it with x64 off"):
+        saved_state(tiny_run)
 
 
 def test_mismatched_settings_are_named(tiny_run):
