@@ -42,7 +42,10 @@ from experiments.results import chunked, run_chunks, running_accuracy
 from experiments.runs import Run
 from likelihood import Hutchinson, OneSolve, VmappedSolves
 
-SOLVERS = {"dopri5": diffrax.Dopri5(), "tsit5": diffrax.Tsit5()}
+# Adaptive Runge-Kutta pairs: 5(4) Dormand-Prince (the paper's) and Tsitouras, 2(1) Heun
+# (benchmarks/cost.py measures each). Not Bosh3: with a given first step diffrax evaluates it
+# more often than its FSAL tableau says (143 against 142 in one solve), so its counts would lie.
+SOLVERS = {"dopri5": diffrax.Dopri5(), "tsit5": diffrax.Tsit5(), "heun": diffrax.Heun()}
 BATCHING = {"one-solve": OneSolve(), "vmapped": VmappedSolves()}
 
 
@@ -55,7 +58,7 @@ class EstimateOptions:
     rtol: float | None = option("relative tolerance of the solver", above=0)
     atol: float | None = option("absolute tolerance of the solver", above=0)
     t0: float = option("start time of the likelihood ODE", 1e-5, above=0)
-    solver: Literal["dopri5", "tsit5"] = option("Runge-Kutta solver", "dopri5")
+    solver: Literal["dopri5", "tsit5", "heun"] = option("adaptive Runge-Kutta solver", "dopri5")
     batching: Literal["one-solve", "vmapped"] = option(
         "one shared solve per chunk, or a solve per image-label", "one-solve"
     )

@@ -23,7 +23,7 @@ class Lines:
             total = len(iterable)
         self.iterable, self.total, self.desc, self.unit, self.interval = iterable, total, desc, unit, interval
         self.count = self.initial = initial
-        self.postfix, self.closed = "", False
+        self.postfix, self.closed, self.printed_count = "", False, None
         self.start = self.printed = time.perf_counter()
 
     def __iter__(self):
@@ -43,10 +43,11 @@ class Lines:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self._print()
+            if self.count != self.printed_count:  # not the line just printed again
+                self._print()
 
     def _print(self) -> None:
-        self.printed = time.perf_counter()
+        self.printed, self.printed_count = time.perf_counter(), self.count
         done = self.count - self.initial
         rate = done / max(self.printed - self.start, 1e-9)
         of = f"/{self.total}" if self.total is not None else ""

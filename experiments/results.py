@@ -138,9 +138,9 @@ def _run_chunks(path, chunks, compute, desc, postfix, identify) -> list[dict]:
                     raise RuntimeError(f"{desc}: {len(lines)} lines for a chunk of {len(chunks[number])}")
                 append_lines(path, lines)
                 records += lines
-                bar.update(len(lines))
-                if postfix is not None:
+                if postfix is not None:  # before the update, which may print it
                     bar.set_postfix(postfix(records), refresh=False)
+                bar.update(len(lines))
         except KeyboardInterrupt:
             bar.close()
             # XLA does not cancel a computation it has started, and Python's exit waits for it

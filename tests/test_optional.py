@@ -74,7 +74,7 @@ def test_progress_lines_count_rate_and_postfix(capsys):
     for number in lines:
         lines.set_postfix({"accuracy": f"{number / 3:.2f}"})
     printed = capsys.readouterr().err.splitlines()
-    assert len(printed) == 4  # after each of the 3 updates, and once more at the end
+    assert len(printed) == 3  # after each update; the close does not repeat the last line
     assert printed[-1].startswith("table1: 3/3 image, ") and printed[-1].endswith("image/s, accuracy=0.67")
     quiet = Lines(total=10, desc="train", unit="step", initial=4)  # half a minute between lines
     quiet.update(3)
