@@ -16,6 +16,8 @@ arms=(
 for arm in "${arms[@]}"; do
   read -r name options <<<"$arm"
   run=runs/study/$name
+  # An arm whose table1 is committed is done, on this machine or another.
+  [ -f "results/fashion-mnist/study/$name/table1/table1.json" ] && continue
   resume=""; [ -f "$run/checkpoint.eqx" ] && resume="--resume"
   .venv/bin/python -m experiments.train --preset fashion-mnist --steps "$STEPS" --out "$run" $resume $options
   .venv/bin/python -m experiments.table1 --run "$run" --limit 300 --probes 1 \
