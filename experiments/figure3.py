@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
         for noise, shared in (("shared", True), ("separate", False))}
     out = config.out or config.run / "figure3"
     test = load_dataset(train_config.preset, "test", source=config.data)
-    indices = evaluation_order(len(test.labels), config.images, config.seed)
+    indices = evaluation_order(len(test.labels), config.images, config.seed, flag="--images")
     labels = test.labels[indices]
 
     curves, solved = {}, []

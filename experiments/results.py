@@ -76,12 +76,13 @@ def settings_of(config: Any) -> dict:
     return {k: v for k, v in checkpoint.to_json(config).items() if k != "out"}
 
 
-def evaluation_order(num_images: int, limit: int | None, seed: int) -> np.ndarray:
-    """Test-set indices to evaluate: all, or a seeded random subset in index order."""
+def evaluation_order(num_images: int, limit: int | None, seed: int, flag: str = "--limit") -> np.ndarray:
+    """Test-set indices to evaluate: all, or a seeded random subset in index order (`flag`: the
+    option that gave `limit`, for the error)."""
     if limit is not None and limit < 1:
-        raise ValueError(f"--limit must be at least 1, got {limit}")
+        raise ValueError(f"{flag} must be at least 1, got {limit}")
     if limit is not None and limit > num_images:
-        raise ValueError(f"--limit {limit} is more than the {num_images} test images: leave it out to "
+        raise ValueError(f"{flag} {limit} is more than the {num_images} test images: leave it out to "
                          "evaluate them all")
     if limit is None or limit == num_images:
         return np.arange(num_images)
