@@ -1,11 +1,12 @@
 """Classification by likelihood: argmax_y log p(x | y) (docs/method.md §4.6).
 
-`LikelihoodClassifier` and `LogitClassifier` are the classifier values that
+`LikelihoodClassifier`, `ELBOClassifier` and `LogitClassifier` are the classifier values that
 research code and every table call; the functions below them compose the
 likelihood of each label by hand.
 """
 
-from classify.classifiers import Classifier, LikelihoodClassifier, LogitClassifier, Scores
+from classify.classifiers import LOG_DENSITY_KINDS, LikelihoodClassifier, LogitClassifier, Scores
+from classify.elbo import ELBOClassifier
 from classify.decision import accuracy, marginal_log_likelihood, posterior, predict, summarize
 from classify.likelihoods import (
     batch_class_log_likelihoods,
@@ -14,8 +15,12 @@ from classify.likelihoods import (
 )
 from classify.shortlist import Shortlisted, shortlist_class_log_likelihoods
 
+Classifier = LikelihoodClassifier | ELBOClassifier | LogitClassifier
+
 __all__ = [
     "Classifier",
+    "ELBOClassifier",
+    "LOG_DENSITY_KINDS",
     "LikelihoodClassifier",
     "LogitClassifier",
     "Scores",

@@ -35,7 +35,9 @@ from likelihood import (ExactTrace, Hutchinson, OneSolve, VmappedSolves, channel
                         typed_keys)
 from sde import AbstractSDE, SubVPSDE
 
-Kind = Literal["likelihood", "logits"]
+Kind = Literal["likelihood", "elbo", "logits"]
+# The kinds whose scores are log-densities in nats (exact, or a lower bound), with bits/dim.
+LOG_DENSITY_KINDS = ("likelihood", "elbo")
 
 
 class Scores(eqx.Module):
@@ -54,7 +56,7 @@ class Scores(eqx.Module):
     passes: Int[Array, " n"]
 
 
-def _check_pixels(pixels, shape: tuple[int, int, int] | None, method: str) -> Array:
+def check_pixels(pixels, shape: tuple[int, int, int] | None, method: str) -> Array:
     """Integer `n h w c` pixels, or an error that says what the input was instead."""
     pixels = jnp.asarray(pixels)
     if not jnp.issubdtype(pixels.dtype, jnp.integer):
@@ -70,14 +72,14 @@ def _check_pixels(pixels, shape: tuple[int, int, int] | None, method: str) -> Ar
     return pixels
 
 
-def _check_keys(keys, num_images: int) -> PRNGKeyArray:
+def check_keys(keys, num_images: int) -> PRNGKeyArray:
     keys = typed_keys(keys)
     if keys.shape != (num_images,):
         raise ValueError(f"expected one key per image, shape ({num_images},), got {keys.shape}")
     return keys
 
 
-def _pixel_shape(network) -> tuple[int, int, int] | None:
+def pixel_shape(network) -> tuple[int, int, int] | None:
     config = getattr(network, "config", None)
     if config is None:
         return None
@@ -172,13 +174,13 @@ class LikelihoodClassifier(eqx.Module):
     def scores(self, pixels: Integer[Array, "n h w c"], keys: PRNGKeyArray) -> Scores:
         """log p(x | y) of n images of integer pixels under every label, dequantised with
         noise from `keys` (one per image; the probes come from them too)."""
-        pixels = _check_pixels(pixels, _pixel_shape(self.network), "LikelihoodClassifier.scores")
-        return self._log_likelihoods(channels_first(pixels), _check_keys(keys, len(pixels)), "pixels")
+        pixels = check_pixels(pixels, pixel_shape(self.network), "LikelihoodClassifier.scores")
+        return self._log_likelihoods(channels_first(pixels), check_keys(keys, len(pixels)), "pixels")
 
     @eqx.filter_jit
     def model_scores(self, x: Float[Array, "n c h w"], keys: PRNGKeyArray) -> Scores:
         """log p(x | y) of n model-space inputs, used as given (the probes come from `keys`)."""
-        return self._log_likelihoods(jnp.asarray(x), _check_keys(keys, len(x)), "model")
+        return self._log_likelihoods(jnp.asarray(x), check_keys(keys, len(x)), "model")
 
     def image_scores(
         self,
@@ -226,7 +228,7 @@ class LogitClassifier(eqx.Module):
     @eqx.filter_jit
     def scores(self, pixels: Integer[Array, "n h w c"], keys: PRNGKeyArray | None = None) -> Scores:
         """The logits of n images of integer pixels, fed as their bins' midpoints."""
-        pixels = _check_pixels(pixels, _pixel_shape(self.network), "LogitClassifier.scores")
+        pixels = check_pixels(pixels, pixel_shape(self.network), "LogitClassifier.scores")
         return self._logits(channels_first(to_model_space(pixels, 0.5, self.levels)))
 
     @eqx.filter_jit
@@ -238,7 +240,3 @@ class LogitClassifier(eqx.Module):
         """The logits of ONE image of intensities in [0, 1] at the bins' midpoints, and 0
         function evaluations."""
         return self.network(to_model_space((self.levels - 1) * image, 0.5, self.levels)), jnp.int32(0)
-
-
-Classifier = LikelihoodClassifier | LogitClassifier
-

@@ -12,7 +12,7 @@ A per-image record, the one schema of every table:
      "seconds", "compiling"}
 
 `kind` is the classifier's ("likelihood": scores are log p(x | y) in nats;
-"logits"); `seconds` is the chunk's time per image and `compiling` marks a
+"elbo": lower bounds on it, in nats; "logits"); `seconds` is the chunk's time per image and `compiling` marks a
 first chunk, whose time may include compiling.
 """
 
@@ -32,7 +32,7 @@ import numpy as np
 from jaxtyping import Int64, PRNGKeyArray, UInt8
 
 import score
-from classify import Classifier, LikelihoodClassifier, LogitClassifier, Scores, summarize
+from classify import LOG_DENSITY_KINDS, Classifier, ELBOClassifier, LikelihoodClassifier, LogitClassifier, Scores, summarize
 from experiments.cli import option
 from experiments.data import Split
 from experiments.files import write_npz
@@ -68,6 +68,17 @@ class EstimateOptions:
         "and only this many best ones are solved with the full settings; off when unset"
     )
     first_pass_tolerance: float = option("rtol = atol of the --shortlist first pass", 1e-3)
+    estimator: Literal["exact", "elbo"] = option(
+        "score each label by its exact log p from the probability-flow ODE, or by a Monte Carlo "
+        "ELBO (a lower bound; forward passes only, docs/method.md §4.11)", "exact"
+    )
+    elbo_samples: int = option("--estimator elbo: (t, z) pairs per image, shared by its labels", 100,
+                               at_least=1)
+    elbo_rounds: str | None = option(
+        "--estimator elbo, adaptive: rounds 'pairs:labels,...', each drawing that many new pairs "
+        "for that many best labels so far (the first round's labels: all), e.g. '30:10,100:3'; "
+        "replaces --elbo-samples"
+    )
 
 
 # The paper's values for CIFAR-10 (docs/method.md §4.2: n = 30 draws, rtol = atol = 1e-5); the
@@ -94,6 +105,20 @@ def resolve(options: EstimateOptions, preset: str) -> EstimateOptions:
     return options
 
 
+def elbo_schedule(options: EstimateOptions) -> dict:
+    """ELBOClassifier's samples= or rounds= from --elbo-samples and --elbo-rounds."""
+    if options.elbo_rounds is None:
+        return {"samples": options.elbo_samples}
+    try:
+        rounds = tuple(tuple(int(n) for n in item.split(":")) for item in options.elbo_rounds.split(","))
+    except ValueError:
+        rounds = ()
+    if not rounds or any(len(r) != 2 for r in rounds):
+        raise ValueError(f"--elbo-rounds takes 'pairs:labels,...' (e.g. '30:10,100:3'), got "
+                         f"{options.elbo_rounds!r}")
+    return {"rounds": rounds}
+
+
 def classifier_of(run: Run, options: EstimateOptions | None = None) -> Classifier:
     """The classifier a table evaluates: the run's model, scored as `options` say (resolved
     against the run's preset; None: the preset's defaults). A WideResNet is scored by its
@@ -101,6 +126,8 @@ def classifier_of(run: Run, options: EstimateOptions | None = None) -> Classifie
     if not isinstance(run.model, score.ScoreNet):
         return LogitClassifier(run.model)
     options = resolve(options or EstimateOptions(), run.config.preset)
+    if options.estimator == "elbo":
+        return ELBOClassifier(run.model, t0=options.t0, **elbo_schedule(options))
     return LikelihoodClassifier(
         run.model, divergence=Hutchinson(options.probes), rtol=options.rtol, atol=options.atol,
         t0=options.t0, solver=SOLVERS[options.solver], batching=BATCHING[options.batching],
@@ -117,10 +144,13 @@ def model_name(classifier: Classifier) -> str:
 
 
 def require_likelihood(classifier: Classifier, run: Run, what: str) -> LikelihoodClassifier:
-    """Refuse a discriminative run where `what` needs log p(x | y)."""
-    if classifier.kind != "likelihood":
+    """Refuse a discriminative run, or an ELBO, where `what` needs the exact log p(x | y)."""
+    if classifier.kind == "logits":
         raise ValueError(f"{what} needs a likelihood, and {run.config.out} is a discriminative run "
                          f"({model_name(classifier)}); give it a score run")
+    if classifier.kind != "likelihood":
+        raise ValueError(f"{what} needs the exact likelihood of the probability-flow ODE; leave out "
+                         f"--estimator {classifier.kind}")
     return classifier
 
 
@@ -246,10 +276,10 @@ def seconds_per_image(seconds: np.ndarray, compiling: np.ndarray) -> float:
 
 def accuracy_and_bits(records: list[dict], num_dims: int) -> dict[str, float | None]:
     """Accuracy, and mean bits/dim under the true label and marginal, of records (None for
-    logits, which are no likelihood)."""
+    logits, which are no likelihood; of an ELBO, the bound's)."""
     # A shortlist predicts from its exact pass only, which the argmax in summarize cannot see.
     accuracy = float(np.mean([r["label"] == r["prediction"] for r in records]))
-    if records[0]["kind"] != "likelihood":
+    if records[0]["kind"] not in LOG_DENSITY_KINDS:
         return {"accuracy": accuracy, "bits_per_dim": None, "bits_per_dim_marginal": None}
     log_probs = jnp.asarray([r["scores"] for r in records])
     labels = jnp.asarray([r["label"] for r in records])

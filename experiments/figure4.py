@@ -14,6 +14,7 @@ import json
 import math
 from pathlib import Path
 
+from classify import LOG_DENSITY_KINDS
 from experiments.cli import option, parse_config
 from experiments.files import write_json
 from experiments.plotting import drawing, save_png
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
     write_json(out / "figure4.json", result)
     plot(out / "figure4.png", panels,
          f"{table2.get('model', 'sbgc')}, {table2['preset']}: {table2['num_images']} test images per "
-         "corruption and severity (severity 0: clean)", likelihood=table2["kind"] == "likelihood")
+         "corruption and severity (severity 0: clean)", likelihood=table2["kind"] in LOG_DENSITY_KINDS)
     print(f"wrote {out / 'figure4.png'} and {out / 'figure4.json'}")
     return result
 

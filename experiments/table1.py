@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 
+from classify import LOG_DENSITY_KINDS
 from experiments import estimates
 from experiments.cli import parse_config
 from experiments.data import load_dataset
@@ -58,9 +59,9 @@ def evaluate(config: Table1Config) -> dict:
 def summarize_records(records: list[dict], model: str, preset: str, image_shape, settings: dict,
                       num_classes: int) -> dict:
     """table1.json's fields from the records of `estimates.classify_chunk` (logits have no
-    bits/dim and no solver: those fields are None). `confusion[i][j]` counts images of
+    bits/dim and no cost: those fields are None; an ELBO's bits/dim are its bound's). `confusion[i][j]` counts images of
     label i predicted as j."""
-    likelihood = records[0]["kind"] == "likelihood"
+    likelihood = records[0]["kind"] in LOG_DENSITY_KINDS
     mean_cost = lambda name: float(np.mean([r["cost"][name] for r in records])) if likelihood else None
     confusion = np.zeros((num_classes, num_classes), int)
     np.add.at(confusion, ([r["label"] for r in records], [r["prediction"] for r in records]), 1)
@@ -88,6 +89,15 @@ def markdown_table(summary: dict) -> str:
         rows.append(f"| {summary['model']}, this run (preset {summary['preset']}; discriminative: "
                     f"argmax of the logits) {data} none (no likelihood) |")
         cost = ""
+    elif summary["kind"] == "elbo":
+        schedule = s["elbo_rounds"] and f"rounds (pairs:labels) {s['elbo_rounds']}"
+        rows.append(
+            f"| {summary['model']}, this run (preset {summary['preset']}; ELBO of "
+            f"{schedule or str(s['elbo_samples']) + ' (t, z) pairs'} shared by the labels, t0 {s['t0']}) "
+            f"{data} {summary['bits_per_dim']:.3f}, an upper bound (marginal "
+            f"{summary['bits_per_dim_marginal']:.3f}) |")
+        cost = (f"{summary['evaluations_per_image']:.0f} network forward passes (one image and label "
+                "each) per image, no solver, ")
     else:
         shortlist = (f", shortlist of {s['shortlist']} after a first pass at "
                      f"{s['first_pass_tolerance']}" if s["shortlist"] else "")

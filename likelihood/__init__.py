@@ -1,8 +1,9 @@
-"""Exact log-likelihoods from the probability-flow ODE (docs/method.md §4)."""
+"""Exact log-likelihoods from the probability-flow ODE (docs/method.md §4), and the ELBO (§4.11)."""
 
 from likelihood.dequantization import bits_per_dim, channels_first, dequantize, rescale, to_model_space
 from likelihood.keys import typed_keys
 from likelihood.divergence import ExactTrace, Hutchinson, batch_divergence, divergence
+from likelihood.elbo import draw_pairs, draw_times, elbo, elbo_offset, noised, pair_estimate
 from likelihood.ode import (
     LikelihoodStats,
     OneSolve,
@@ -24,7 +25,13 @@ __all__ = [
     "channels_first",
     "dequantize",
     "divergence",
+    "draw_pairs",
+    "draw_times",
+    "elbo",
+    "elbo_offset",
     "log_likelihood",
+    "noised",
+    "pair_estimate",
     "rescale",
     "sample_probability_flow",
     "to_model_space",

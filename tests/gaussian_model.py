@@ -17,7 +17,9 @@ likelihood ODE replaces p_1 by the prior N(0, I), hence returns
 log p_t0(x) + [log N(x_1; 0, I) - log p_1(x_1)].
 """
 
+import equinox as eqx
 import jax.numpy as jnp
+from jaxtyping import Array, Float
 
 from sde import AbstractSDE
 
@@ -31,14 +33,21 @@ def marginal_variance(sde: AbstractSDE, t, scale):
     return alpha**2 * scale**2 + sigma**2
 
 
-def exact_noise_fn(sde: AbstractSDE, means, scale):
-    """noise_fn(x, t, y) for data N(means[y], scale^2 I)."""
+class ExactNoise(eqx.Module):
+    """noise_fn(x, t, y) for data N(means[y], scale^2 I). A module, so that models of other
+    means and scales share one compiled program."""
 
-    def noise_fn(x, t, y):
-        alpha, sigma = sde.marginal(t)
-        return sigma * (x - alpha * means[y]) / marginal_variance(sde, t, scale)
+    sde: AbstractSDE
+    means: Float[Array, "k *d"]
+    scale: Float[Array, ""]
 
-    return noise_fn
+    def __call__(self, x, t, y):
+        alpha, sigma = self.sde.marginal(t)
+        return sigma * (x - alpha * self.means[y]) / marginal_variance(self.sde, t, self.scale)
+
+
+def exact_noise_fn(sde: AbstractSDE, means, scale) -> ExactNoise:
+    return ExactNoise(sde, jnp.asarray(means), jnp.asarray(scale, jnp.float32))
 
 
 def ode_log_likelihood(sde: AbstractSDE, x, mean, scale, t0):

@@ -1,0 +1,184 @@
+"""Exact likelihood or ELBO? Both classifiers of one run on the same test images.
+
+    python -m experiments.estimators --run runs/digits --out results/digits/estimators
+
+Runs table1 (resumable, one folder per setting under --out) for the exact
+classifier at the preset's settings, for the ELBO with each of --samples
+pairs, and for each adaptive --rounds schedule, on the same images with the
+same keys (so the same dequantisation noise). Then writes estimators.json,
+estimators.md and estimators.png: accuracy, bits/dim (exact, and the bound),
+agreement with the exact classifier, the bound minus the exact log p of the
+true label, seconds and network passes per image, and calibration of
+p(y | x) (docs/method.md §4.12) before and after temperature scaling.
+"""
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from classify import calibration
+from experiments import estimates, table1
+from experiments.checkpoint import load_config
+from experiments.cli import option, parse_config
+from experiments.files import read_lines
+from experiments.plotting import drawing, save_png
+from experiments.results import RESULTS_FILE, EvaluationConfig, write_summary
+from experiments.runs import load_run
+
+
+@dataclasses.dataclass(frozen=True)
+class EstimatorsConfig(EvaluationConfig):
+    samples: str = option("ELBO settings: pairs per image, comma-separated", "10,30,100,300,1000")
+    rounds: str = option("adaptive ELBO settings: schedules 'pairs:labels,...' separated by ';' "
+                         "(empty: none)", "30:10,100:3")
+    bins: int = option("bins of the reliability diagram and the calibration error", 10, at_least=2)
+    exact: Path | None = option("a table1 folder of the exact classifier on this run and these images to "
+                                "read instead of computing it (e.g. a committed one)")
+    images_per_solve: int | None = option("images per chunk, for every classifier (default: the preset's)",
+                                          at_least=1)
+
+
+def settings(config: EstimatorsConfig) -> dict[str, estimates.EstimateOptions]:
+    """Every classifier of the comparison by its folder name under --out."""
+    chunk = config.images_per_solve
+    chosen = {"exact": estimates.EstimateOptions(images_per_solve=chunk)}
+    for samples in (int(n) for n in config.samples.split(",") if n):
+        chosen[f"elbo_{samples}"] = estimates.EstimateOptions(estimator="elbo", elbo_samples=samples,
+                                                              images_per_solve=chunk)
+    for schedule in (s for s in config.rounds.split(";") if s):
+        name = "adaptive_" + schedule.replace(":", "x").replace(",", "_")
+        chosen[name] = estimates.EstimateOptions(estimator="elbo", elbo_rounds=schedule, images_per_solve=chunk)
+    return chosen
+
+
+def row(records: list[dict], exact: list[dict], summary: dict, bins: int) -> dict:
+    """One classifier's line of the comparison, beside the exact classifier's records."""
+    labels = np.asarray([r["label"] for r in records])
+    scores = np.asarray([r["scores"] for r in records])
+    true = np.arange(len(labels)), labels
+    gap = scores[true] - np.asarray([r["scores"] for r in exact])[true]
+    probs = calibration.probabilities(scores)
+    scaled, temperatures = calibration.cross_fitted_probabilities(scores, labels)
+    return {
+        "accuracy": summary["accuracy"], "bits_per_dim": summary["bits_per_dim"],
+        "agreement_with_exact": float(np.mean([r["prediction"] == e["prediction"] for r, e in zip(records, exact)])),
+        "log_p_minus_exact": {"mean": float(gap.mean()), "standard_error": float(gap.std(ddof=1) / math.sqrt(len(gap)))},
+        "passes_per_image": summary["evaluations_per_image"], "nfe_per_image": summary["nfe_per_image"],
+        "seconds_per_image": 1 / summary["images_per_second"],
+        "calibration_error": float(calibration.expected_calibration_error(probs, labels, bins)),
+        "calibration_error_scaled": float(calibration.expected_calibration_error(scaled, labels, bins)),
+        "temperatures": temperatures,
+        "reliability": {k: np.asarray(v).tolist() for k, v in calibration.reliability(probs, labels, bins).items()},
+        "reliability_scaled": {k: np.asarray(v).tolist()
+                               for k, v in calibration.reliability(scaled, labels, bins).items()},
+    }
+
+
+def given_exact(config: EstimatorsConfig) -> dict:
+    """The summary of the --exact table1 folder, refused unless it is of this run's model with
+    the exact classifier."""
+    saved = load_config(config.exact)
+    if saved["model"] != load_run(config.run).fingerprint():
+        raise ValueError(f"{config.exact} was computed on another model ({saved['model']}) than {config.run}")
+    summary = json.loads((config.exact / "table1.json").read_text())
+    if summary["kind"] != "likelihood":
+        raise ValueError(f"{config.exact} holds a {summary['kind']} classifier's results, not the exact one's")
+    return summary
+
+
+def evaluate(config: EstimatorsConfig) -> dict:
+    out = config.out or config.run / "estimators"
+    rows, exact = {}, None
+    for name, options in settings(config).items():
+        folder = config.exact if name == "exact" and config.exact else out / name
+        if folder == config.exact:
+            summary = given_exact(config)
+        else:
+            summary = table1.evaluate(table1.Table1Config(**{
+                **dataclasses.asdict(options), "run": config.run, "out": folder, "seed": config.seed,
+                "data": config.data, "limit": config.limit}))
+        records = read_lines(folder / RESULTS_FILE)
+        exact = exact or records
+        if [r["index"] for r in records] != [r["index"] for r in exact]:
+            raise ValueError(f"{folder} holds other test images than {config.exact}: give --limit and --seed "
+                             "as its table1 had them")
+        rows[name] = row(records, exact, summary, config.bins)
+    preset = load_run(config.run).config.preset
+    result = {"run": str(config.run), "preset": preset, "num_images": len(exact), "rows": rows,
+              "settings": {"samples": config.samples, "rounds": config.rounds, "limit": config.limit,
+                           "seed": config.seed, "bins": config.bins, "images_per_solve": config.images_per_solve,
+                           "exact": config.exact and str(config.exact)}}
+    write_summary(out, "estimators", result, markdown_table(result))
+    plot(out / "estimators.png", result)
+    return result
+
+
+def markdown_table(result: dict) -> str:
+    lines = [
+        f"Run `{result['run']}` (preset {result['preset']}), {result['num_images']} test images, the same "
+        "dequantisation noise for every classifier. Bits/dim of an ELBO are its bound's (an upper bound "
+        "on the SDE model's); \"bound - exact\" is the mean over images of the true label's score minus "
+        "its exact log p, in nats, with its standard error. ECE: expected calibration error of "
+        "softmax(scores / T) at T = 1 and at T fitted on the other half of the images.",
+        "",
+        "| classifier | accuracy (%) | bits/dim | agreement with exact (%) | bound - exact (nats) | "
+        "network passes / image | seconds / image | ECE | ECE, scaled (T) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, r in result["rows"].items():
+        gap = ("" if name == "exact" else
+               f"{r['log_p_minus_exact']['mean']:+.2f} ± {r['log_p_minus_exact']['standard_error']:.2f}")
+        temperatures = ", ".join(f"{t:.3g}" for t in r["temperatures"])
+        lines.append(
+            f"| {name} | {100 * r['accuracy']:.2f} | {r['bits_per_dim']:.3f} | "
+            f"{100 * r['agreement_with_exact']:.1f} | {gap} | {r['passes_per_image']:,.0f} | "
+            f"{r['seconds_per_image']:.3f} | {r['calibration_error']:.3f} | "
+            f"{r['calibration_error_scaled']:.3f} ({temperatures}) |")
+    return "\n".join(lines) + "\n"
+
+
+@drawing
+def plot(plt, path: Path, result: dict) -> None:
+    """Accuracy and agreement against network passes; reliability of the exact and the largest
+    ELBO classifier, before and after temperature scaling."""
+    figure, (cost, diagram) = plt.subplots(1, 2, figsize=(11, 4.2))
+    rows = result["rows"]
+    for name, r in rows.items():
+        marker = "*" if name == "exact" else ("s" if name.startswith("adaptive") else "o")
+        cost.plot(r["passes_per_image"], 100 * r["accuracy"], marker, markersize=9 if marker == "*" else 6,
+                  color="black" if name == "exact" else "tab:blue")
+        cost.annotate(name, (r["passes_per_image"], 100 * r["accuracy"]), fontsize=7,
+                      textcoords="offset points", xytext=(4, -10))
+    cost.set_xscale("log")
+    cost.set_xlabel("network passes per image")
+    cost.set_ylabel("accuracy (%)")
+    elbos = [n for n in rows if n.startswith("elbo_")]
+    shown = [("exact", "black")] + [(elbos[-1], "tab:blue")] * bool(elbos)
+    for name, colour in shown:
+        for key, style in (("reliability", "o-"), ("reliability_scaled", "s--")):
+            table = rows[name][key]
+            used = [i for i, c in enumerate(table["count"]) if c]
+            diagram.plot([table["confidence"][i] for i in used], [table["accuracy"][i] for i in used], style,
+                         color=colour, label=f"{name}{', T fitted' if key.endswith('scaled') else ''}")
+    diagram.plot([0, 1], [0, 1], ":", color="grey")
+    diagram.set_xlabel("confidence (top probability)")
+    diagram.set_ylabel("accuracy in the bin")
+    diagram.legend(fontsize=8)
+    figure.suptitle(f"{result['preset']}: {result['num_images']} test images", fontsize=10)
+    figure.tight_layout()
+    save_png(path, figure)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    config = parse_config(EstimatorsConfig, argv, prog="python -m experiments.estimators",
+                          description=__doc__.split("\n\n")[0])
+    result = evaluate(config)
+    print(markdown_table(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
