@@ -50,17 +50,23 @@ def attack_batch(
     *,
     eot_draws: int = 4,
     route: Route = "solver",
+    gradient_classifier: Classifier | None = None,
 ) -> dict:
     """Clean and attacked scores of a batch of images (intensities in [0, 1]), the
     adversarial images and the costs, image i's draws and random starts from `keys[i]`.
 
+    PGD follows the input gradients of `gradient_classifier` (default: `classifier`
+    itself); another classifier's make it a transfer attack, whose images `classifier`
+    then judges (an attack that is not the judge's own: its robust accuracy is an upper
+    bound).
+
     Returns {"clean": (scores, nfe), name: {"scores", "images", "nfe", "gradients"}} with
     a name per attack and mode (`attack_name`); `nfe` sums the forward function
-    evaluations of the gradient steps, `gradients` counts input gradients. Two compiled
+    evaluations of the gradient steps (0 for an ELBO's, which has no solver), `gradients` counts input gradients. Two compiled
     functions serve all of it (the scores and one draw's gradient), whatever the images,
     labels, ball or mode.
     """
-    gradient_classifier = for_input_gradients(classifier, route)
+    gradient_classifier = for_input_gradients(gradient_classifier or classifier, route)
     fixed_keys, start_keys, eot_keys, judge_keys = jnp.moveaxis(
         jax.vmap(lambda k: jax.random.split(k, 4))(keys), 1, 0)
     if classifier.deterministic:  # it draws nothing: its attacks start from the image's own key

@@ -61,6 +61,12 @@ class Table3Config:
     probes: int | None = option("Rademacher probes per solve (default: table1's)")
     rtol: float | None = option("relative tolerance of every solve (default: table1's)", above=0)
     atol: float | None = option("absolute tolerance of every solve (default: table1's)", above=0)
+    estimator: Literal["exact", "elbo"] = option("the judged classifier: exact likelihood or ELBO", "exact")
+    attack_with: Literal["classifier", "elbo"] = option(
+        "whose input gradients PGD follows: the judged classifier's own, or the ELBO classifier's "
+        "(a transfer attack when the judge is exact: its robust accuracy is an upper bound)", "classifier")
+    elbo_samples: int = option("(t, z) pairs of an ELBO, judging or attacking; fixed per image, fresh per "
+                               "EOT draw", 100, at_least=1)
     images_per_batch: int = option(
         "images attacked together, in one compiled gradient split over the devices", 10)
     examples: int = option("clean / adversarial / perturbation triples in examples.png", 4)
@@ -78,13 +84,17 @@ def _norm(delta: np.ndarray, norm: str) -> float:
     return float(np.max(np.abs(delta)) if norm == "linf" else np.sqrt(np.sum(delta**2)))
 
 
-def attack_records(classifier: Classifier, pixels: np.ndarray, labels: np.ndarray, keys, indices: np.ndarray,
-                   attacks: tuple[PGD, ...], config: Table3Config, compiling: bool) -> tuple[list[dict], dict]:
+def attack_records(classifiers: tuple[Classifier, Classifier | None], pixels: np.ndarray, labels: np.ndarray, keys,
+                   indices: np.ndarray, attacks: tuple[PGD, ...], config: Table3Config,
+                   compiling: bool) -> tuple[list[dict], dict]:
     """The records of a batch of attacked images (intensities `pixels`, c h w) and their
-    adversarial images by name, from `attacks.attack_batch`."""
+    adversarial images by name, from `attacks.attack_batch`. `classifiers`: the judged
+    classifier, and the one whose gradients PGD follows (None: the judge's own)."""
     began = time.perf_counter()
+    classifier, gradient_classifier = classifiers
     result = jax.block_until_ready(attack_batch(
-        classifier, pixels, labels, keys, attacks, eot_draws=config.eot_draws, route=config.route))
+        classifier, pixels, labels, keys, attacks, eot_draws=config.eot_draws, route=config.route,
+        gradient_classifier=gradient_classifier))
     seconds = (time.perf_counter() - began) / len(indices)  # the batch's time, shared out
     # One transfer to the host, not one per image and attack in the loop below.
     result, pixels, labels = jax.device_get((result, pixels, labels))
@@ -113,8 +123,14 @@ def evaluate(config: Table3Config) -> dict:
         raise ValueError(f"--images-per-batch must be at least 1, got {config.images_per_batch}")
     run = load_run(config.run)
     preset = run.config.preset
-    options = estimates.resolve(EstimateOptions(probes=config.probes, rtol=config.rtol, atol=config.atol), preset)
+    options = estimates.resolve(EstimateOptions(probes=config.probes, rtol=config.rtol, atol=config.atol,
+                                                estimator=config.estimator, elbo_samples=config.elbo_samples), preset)
     classifier = estimates.classifier_of(run, options)
+    gradient_classifier = None
+    if config.attack_with == "elbo":
+        gradient_classifier = estimates.classifier_of(run, dataclasses.replace(options, estimator="elbo"))
+        if gradient_classifier.kind != "elbo":
+            raise ValueError(f"--attack-with elbo needs a score run; {config.run} is a discriminative run")
     limit = config.limit if config.limit is not None else PRESET_LIMIT[preset]
     attacks = attacks_of(config)
     out = config.out or config.run / "table3"
@@ -127,14 +143,14 @@ def evaluate(config: Table3Config) -> dict:
     examples = dict(np.load(examples_path)) if examples_path.exists() else {}
     key = jax.random.key(config.seed)
     shardings = data_parallel(config.images_per_batch)
-    classifier = estimates.replicated(classifier, shardings[0])
+    classifiers = tuple(c and estimates.replicated(c, shardings[0]) for c in (classifier, gradient_classifier))
 
     def attack_chunk(indices, compiling: bool) -> list[dict]:
         pixels = np.moveaxis(test.images[indices].astype(np.float32) / 255, -1, 1)  # intensities, c h w
         labels = test.labels[indices].astype(np.int32)
         batch = jax.device_put((pixels, labels, estimates.image_keys(key, indices)),
                                split_or_replicated(len(indices), *shardings))
-        lines, adversarial = attack_records(classifier, *batch, indices, attacks, config, compiling)
+        lines, adversarial = attack_records(classifiers, *batch, indices, attacks, config, compiling)
         shown = [i for i, index in enumerate(indices) if index in order[:config.examples]]
         for i in shown:  # the first images are the examples
             examples[f"{indices[i]}_clean"] = pixels[i]
@@ -197,10 +213,14 @@ def markdown_table(summary: dict) -> str:
         cost = (f"gradients of the network per image: L-inf {summary['linf']['gradients_per_image']:.0f}, "
                 f"L2 {summary['l2']['gradients_per_image']:.0f}.")
     else:
+        elbo = f"ELBO of {s['elbo_samples']} (t, z) pairs"
+        judge = elbo if s["estimator"] == "elbo" else f"{s['probes']} probe(s), rtol {s['rtol']}"
+        gradients = (f"gradients of the {elbo} (a transfer attack: an upper bound)" if s["attack_with"] == "elbo"
+                     else f"route {s['route']}" if s["estimator"] == "exact" else "its own gradients")
         for mode in MODES:
             rows.append(
                 f"| {summary['model']}, this run, {mode} noise (preset {summary['preset']}; "
-                f"{s['steps']} PGD steps, {s['probes']} probe(s), rtol {s['rtol']}, route {s['route']}"
+                f"{s['steps']} PGD steps, judged by {judge}, {gradients}"
                 f"{', ' + str(s['eot_draws']) + ' draws per step' if mode == 'eot' else ''}) "
                 f"{data} {robust(mode)}")
         cost = (f"forward function evaluations of the gradient steps: L-inf "

@@ -44,3 +44,18 @@ def test_results_files_and_resume(tiny_run, tmp_path, monkeypatch):
     assert (tmp_path / "examples.png").read_bytes()[:4] == b"\x89PNG"
     assert_replotted(tmp_path, "examples.png")
 
+
+
+def test_a_transfer_attack_follows_the_elbos_gradients_and_the_exact_classifier_judges(tiny_run, tmp_path):
+    """PGD on the ELBO's input gradients (no solver: 0 function evaluations in the attack),
+    the adversarial images scored by the exact likelihood (its solver's evaluations)."""
+    summary = run(tiny_run, tmp_path, "--attack-with", "elbo", "--elbo-samples", "4")
+    lines = [json.loads(line) for line in (tmp_path / "images.jsonl").read_text().splitlines()]
+    for line in lines:
+        assert line["kind"] == "likelihood" and line["clean"]["cost"]["nfe"] > 0
+        assert all(attack["cost"]["nfe"] == 0 and attack["cost"]["gradients"] >= 1
+                   for attack in line["attacks"].values())
+        assert line["attacks"]["l2_fixed"]["perturbation_norm"] > 0
+    assert summary["settings"]["attack_with"] == "elbo"
+    assert "gradients of the ELBO of 4 (t, z) pairs (a transfer attack: an upper bound)" in (
+        tmp_path / "table3.md").read_text()
