@@ -27,7 +27,7 @@ from experiments.cli import option, parse_config
 from experiments.data import load_dataset
 from experiments.estimates import EstimateOptions, accuracy_and_bits, classify_test_images
 from experiments.files import write_json
-from experiments.results import data_option, claim, evaluation_order, results_folder, results_folders, settings_of
+from experiments.results import data_option, claim, defaults_of, evaluation_order, results_folder, results_folders, settings_of
 from experiments.checkpoint import kept_checkpoints
 from experiments.runs import load_run
 
@@ -68,7 +68,7 @@ def checkpoint_path(config: Figure1Config, folder: Path) -> list[dict]:
         out = config.out / folder.name / f"step_{step:07d}"
         settings = {**settings_of(options), "runs": str(folder), "checkpoint": checkpoint}
         records = classify_test_images(estimates.classifier_of(run, options), options.images_per_solve,
-                                       test, order, claim(out, settings, run), seed=config.seed,
+                                       test, order, claim(out, settings, run, defaults_of(Figure1Config)), seed=config.seed,
                                        desc=f"{folder.name} step {step}")
         summary = accuracy_and_bits(records, math.prod(test.images.shape[1:]))
         points.append({"step": step, "accuracy": summary["accuracy"],

@@ -37,7 +37,7 @@ from experiments.data import load_dataset
 from experiments.estimates import EstimateOptions
 from experiments.files import write_json
 from experiments.parallel import data_parallel, split_or_replicated
-from experiments.results import RunOptions, chunked, claim, run_chunks, settings_of
+from experiments.results import RunOptions, chunked, claim, defaults_of, run_chunks, settings_of
 from experiments.runs import load_run
 from likelihood import bits_per_dim, channels_first, to_model_space
 
@@ -104,7 +104,7 @@ def evaluate(config: Figure2Config) -> dict:
     pairs = random_pairs(len(test.labels), config.pairs, config.seed)
     out = config.out or config.run / "figure2"
     settings = settings_of(config)
-    results_path = claim(out, settings, run)
+    results_path = claim(out, settings, run, defaults_of(Figure2Config))
     num_dims = math.prod(test.images.shape[1:])
 
     key = jax.random.key(config.seed)

@@ -60,12 +60,18 @@ class EvaluationConfig(RunOptions):
                                "(default: the whole test split)")
 
 
-def claim(folder: Path, settings: dict, run: Run) -> Path:
+def claim(folder: Path, settings: dict, run: Run, defaults: dict | None = None) -> Path:
     """Make `folder` the results folder of `settings` on `run`'s model, or check that it is
-    (a rerun continues only with the same settings and model); returns its images.jsonl."""
+    (a rerun continues only with the same settings and model); returns its images.jsonl.
+    A setting that the folder's record lacks (an option added since it was made) is
+    accepted at its value in `defaults` (`defaults_of` the entry point's config), the
+    behaviour the folder was made with."""
     record = {"settings": settings, "model": run.fingerprint()}
     if (folder / checkpoint.CONFIG_FILE).exists():
-        checkpoint.check_same_config(folder, record, ignore=())
+        saved = checkpoint.load_config(folder).get("settings", {})
+        added_later = tuple(f"settings.{name}" for name, value in (defaults or {}).items()
+                            if name not in saved and settings.get(name) == value)
+        checkpoint.check_same_config(folder, record, ignore=added_later)
     else:
         checkpoint.save_config(folder, record)
     return folder / RESULTS_FILE
@@ -74,6 +80,11 @@ def claim(folder: Path, settings: dict, run: Run) -> Path:
 def settings_of(config: Any) -> dict:
     """An entry point's resolved settings as saved beside its results: all but --out."""
     return {k: v for k, v in checkpoint.to_json(config).items() if k != "out"}
+
+
+def defaults_of(config_class: type) -> dict:
+    """The settings of an entry point's config left at every default (`claim`)."""
+    return settings_of(config_class())
 
 
 def evaluation_order(num_images: int, limit: int | None, seed: int, flag: str = "--limit") -> np.ndarray:

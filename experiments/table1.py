@@ -21,7 +21,7 @@ from experiments import estimates
 from experiments.cli import parse_config
 from experiments.data import load_dataset
 from experiments.estimates import EstimateOptions, accuracy_and_bits, seconds_per_image
-from experiments.results import EvaluationConfig, claim, evaluation_order, settings_of, write_summary
+from experiments.results import EvaluationConfig, claim, defaults_of, evaluation_order, settings_of, write_summary
 from experiments.runs import load_run
 
 # docs/method.md §5, Table 1 of the paper (CIFAR-10 test set, 10,000 images).
@@ -46,7 +46,7 @@ def evaluate(config: Table1Config) -> dict:
     settings = settings_of(config)
     test = load_dataset(run.config.preset, "test", source=config.data)
     order = evaluation_order(len(test.labels), config.limit, config.seed)
-    results_path = claim(out, settings, run)
+    results_path = claim(out, settings, run, defaults_of(Table1Config))
 
     records = estimates.classify_test_images(classifier, config.images_per_solve, test, order,
                                              results_path, seed=config.seed, desc="table1")

@@ -30,7 +30,7 @@ from experiments.corruptions import CORRUPTIONS, EXTRAS, LEFT_OUT, NOISES
 from experiments.data import Split, load_dataset
 from experiments.estimates import EstimateOptions, accuracy_and_bits
 from experiments.plotting import drawing, save_png
-from experiments.results import (EvaluationConfig, chunked, claim, evaluation_order, run_chunks,
+from experiments.results import (EvaluationConfig, chunked, claim, defaults_of, evaluation_order, run_chunks,
                                  running_accuracy, settings_of, write_summary)
 from experiments.runs import load_run
 
@@ -83,7 +83,7 @@ def evaluate(config: Table2Config) -> dict:
     if config.corrupted_data is not None:
         check_cifar10_c(config.corrupted_data, names, test)
     order = evaluation_order(len(test.labels), config.limit, config.seed)
-    results_path = claim(out, settings, run)
+    results_path = claim(out, settings, run, defaults_of(Table2Config))
     draw_contact_sheet(out / "corruptions.png", test, int(order[0]), names, config)
 
     classifier = estimates.classifier_of(run, config)

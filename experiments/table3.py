@@ -33,7 +33,7 @@ from experiments.data import load_dataset
 from experiments.estimates import EstimateOptions, seconds_per_image
 from experiments.files import write_npz
 from experiments.parallel import data_parallel, split_or_replicated
-from experiments.results import data_option, chunked, claim, evaluation_order, run_chunks, settings_of, write_summary
+from experiments.results import data_option, chunked, claim, defaults_of, evaluation_order, run_chunks, settings_of, write_summary
 from experiments.runs import load_run
 
 NORMS = ("linf", "l2")
@@ -136,7 +136,7 @@ def evaluate(config: Table3Config) -> dict:
     out = config.out or config.run / "table3"
     saved_settings = {**settings_of(config), "limit": limit, "probes": options.probes,
                       "rtol": options.rtol, "atol": options.atol}
-    results_path = claim(out, saved_settings, run)
+    results_path = claim(out, saved_settings, run, defaults_of(Table3Config))
     test = load_dataset(preset, "test", source=config.data)
     order = evaluation_order(len(test.labels), limit, config.seed)
     examples_path = out / "examples.npz"

@@ -77,3 +77,19 @@ def test_shortlist(tiny_run, tmp_path):
     # all 10 labels with 2 probes at every evaluation.
     assert all(r["cost"]["passes"] < r["cost"]["nfe"] * 10 * 3 for r in lines)
     assert "shortlist of 2 after a first pass at 0.001" in (tmp_path / "table1.md").read_text()
+
+
+def test_a_folder_made_before_an_option_existed_resumes_at_its_default(tiny_run, tmp_path, uninterrupted):
+    """A results folder from before --estimator (its record lacks the ELBO options) reruns
+    with them at their defaults, and refuses them at other values."""
+    import shutil
+
+    shutil.copytree(uninterrupted[0], tmp_path / "old")
+    path = tmp_path / "old" / checkpoint.CONFIG_FILE
+    record = json.loads(path.read_text())
+    for name in ("estimator", "elbo_samples", "elbo_rounds"):
+        del record["settings"][name]
+    path.write_text(json.dumps(record))
+    assert run(tiny_run, tmp_path / "old")["accuracy"] == uninterrupted[1]["accuracy"]
+    with pytest.raises(checkpoint.CheckpointError, match=r"settings\.estimator: saved None, now 'elbo'"):
+        run(tiny_run, tmp_path / "old", "--estimator", "elbo")
