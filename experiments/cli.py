@@ -91,4 +91,9 @@ def parse_config(
         _add_argument(parser, field, hints[field.name], per_preset)
     config = config_class(**vars(parser.parse_args(argv)))
     check_bounds(config)
+    # Imported here: experiments.backend declares its options with this module's `option`.
+    from experiments.backend import BackendOptions, use_backend
+
+    if isinstance(config, BackendOptions):
+        use_backend(config)
     return config

@@ -23,6 +23,7 @@ import math
 from pathlib import Path
 
 from experiments import estimates, pictures
+from experiments.backend import BackendOptions
 from experiments.cli import option, parse_config
 from experiments.data import load_dataset
 from experiments.estimates import EstimateOptions, accuracy_and_bits, classify_test_images
@@ -37,7 +38,7 @@ PUBLISHED_LINES = [("WideResNet-28-12 (baseline in the paper)", 0.9542)]
 
 
 @dataclasses.dataclass(frozen=True)
-class Figure1Config(EstimateOptions):
+class Figure1Config(EstimateOptions, BackendOptions):
     runs: str = option("comma-separated training run folders", "runs/digits")
     folders: str | None = option("table1 results kept elsewhere than RUN/table1, as "
                                  "RUN:table1=FOLDER,... (as experiments.compare takes them)")

@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from experiments import checkpoint
+from experiments import backend, checkpoint
+from experiments.backend import BackendOptions
 from experiments.cli import option
 from experiments.files import append_lines, locked, read_lines, write_json, write_lines, write_text
 from experiments.progress import progress
@@ -43,8 +44,9 @@ def data_option():
 
 
 @dataclasses.dataclass(frozen=True)
-class RunOptions:
-    """The options every evaluation entry point has: which run, where, which data, seed."""
+class RunOptions(BackendOptions):
+    """The options every evaluation entry point has: which run, where, which data, seed, and
+    the backend's."""
 
     run: Path = option("training run folder (experiments.train --out)", Path("runs/digits"))
     out: Path | None = option("results folder (default: RUN/<entry point>)")
@@ -66,20 +68,21 @@ def claim(folder: Path, settings: dict, run: Run, defaults: dict | None = None) 
     A setting that the folder's record lacks (an option added since it was made) is
     accepted at its value in `defaults` (`defaults_of` the entry point's config), the
     behaviour the folder was made with."""
-    record = {"settings": settings, "model": run.fingerprint()}
+    record = {"settings": settings, "model": run.fingerprint(), "backend": backend.record()}
     if (folder / checkpoint.CONFIG_FILE).exists():
         saved = checkpoint.load_config(folder).get("settings", {})
         added_later = tuple(f"settings.{name}" for name, value in (defaults or {}).items()
                             if name not in saved and settings.get(name) == value)
-        checkpoint.check_same_config(folder, record, ignore=added_later)
+        checkpoint.check_same_config(folder, record, ignore=(*added_later, *backend.RECORD_KEYS))
     else:
         checkpoint.save_config(folder, record)
     return folder / RESULTS_FILE
 
 
 def settings_of(config: Any) -> dict:
-    """An entry point's resolved settings as saved beside its results: all but --out."""
-    return {k: v for k, v in checkpoint.to_json(config).items() if k != "out"}
+    """An entry point's resolved settings as saved beside its results: all but --out and
+    --device (where the numbers are computed, not which; `backend.record` says where)."""
+    return {k: v for k, v in checkpoint.to_json(config).items() if k not in ("out", "device")}
 
 
 def defaults_of(config_class: type) -> dict:

@@ -28,6 +28,7 @@ import numpy as np
 from attacks import MODES, PGD, attack_batch, attack_name, modes_of
 from classify import Classifier
 from experiments import estimates, pictures
+from experiments.backend import BackendOptions
 from experiments.cli import option, parse_config
 from experiments.data import load_dataset
 from experiments.estimates import EstimateOptions, seconds_per_image
@@ -47,7 +48,7 @@ PRESET_LIMIT = {"digits": 20, "mnist": 5, "fashion-mnist": 5, "cifar10": 216, "c
 
 
 @dataclasses.dataclass(frozen=True)
-class Table3Config:
+class Table3Config(BackendOptions):
     run: Path = option("training run folder (experiments.train --out)", Path("runs/digits"))
     out: Path | None = option("results folder (default: RUN/table3)")
     limit: int | None = option("attack a seeded random subset of this many test images")

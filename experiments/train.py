@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array
 
-from experiments import checkpoint, pictures
+from experiments import backend, checkpoint, pictures
 from experiments.cli import parse_config
 from experiments.data import Split, load_dataset
 from experiments.files import append_lines, locked, read_lines, write_lines
@@ -41,7 +41,8 @@ from experiments.training import (
 
 
 def _run_record(config: TrainConfig) -> dict:
-    return {"train": checkpoint.to_json(config), "network": checkpoint.to_json(network_config(config))}
+    return {"train": checkpoint.to_json(config), "network": checkpoint.to_json(network_config(config)),
+            "backend": backend.record()}
 
 
 def _check_run_folder(config: TrainConfig) -> None:
@@ -54,7 +55,9 @@ def _check_run_folder(config: TrainConfig) -> None:
         added_later = tuple(f"train.{f.name}" for f in dataclasses.fields(TrainConfig)
                             if f.name not in saved and getattr(config, f.name) == f.default)
         # How often to save changes no number of the run.
-        ignored = ("train.steps", "train.resume", "train.out", "train.checkpoint_minutes", *added_later)
+        # Nor does where it runs (a resume on another machine), which the record tells.
+        ignored = ("train.steps", "train.resume", "train.out", "train.checkpoint_minutes", "train.device",
+                   *backend.RECORD_KEYS, *added_later)
         checkpoint.check_same_config(folder, _run_record(config), ignore=ignored)
     elif (folder / checkpoint.CHECKPOINT_FILE).exists():
         raise checkpoint.CheckpointError(

@@ -17,6 +17,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray, UInt8, UInt32
 
 import baseline
 import score
+from experiments.backend import BackendOptions
 from experiments.cli import option
 from likelihood import channels_first, rescale, to_model_space
 from sde import SubVPSDE
@@ -25,7 +26,7 @@ Preset = Literal["digits", "fashion-mnist", "mnist", "cifar10", "cifar10-deep"]
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(BackendOptions):
     """Every setting of a training run; None means the value of the (model, preset) in
     PRESET_TRAINING (score networks) or WRN_TRAINING (WideResNets)."""
 

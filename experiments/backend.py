@@ -1,0 +1,64 @@
+"""Which devices an entry point runs on, and at what float32 precision (docs/cpu.md, "Backend and precision").
+
+JAX picks its backend silently: a CUDA plugin that fails to load leaves a
+run training on the CPU. `--device` makes the expectation an error instead,
+and every entry point prints the backend, its devices and the precision, and
+records them beside its results (`record`).
+
+On GPUs, float32 matrix products and convolutions default to TF32 (about 3
+significant digits), far above the likelihood solver's tolerance. The
+`--precision` default, "highest", is full float32 everywhere; on CPU it is
+what XLA computes anyway (the same bits, measured on the digits network).
+"""
+
+import dataclasses
+import sys
+from typing import Literal
+
+import jax
+
+from experiments.cli import option
+
+Device = Literal["any", "cpu", "gpu", "tpu"]
+Precision = Literal["default", "high", "highest"]
+
+
+class DeviceUnavailableError(RuntimeError):
+    """The backend JAX chose is not the one asked for."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendOptions:
+    device: Device = option("refuse to run unless JAX's backend is this one ('any': whichever it is)", "any")
+    precision: Precision = option(
+        "float32 matmul and convolution precision (jax_default_matmul_precision): 'highest' is full "
+        "float32; 'default' lets a GPU use TF32 (faster, about 3 significant digits)", "highest")
+
+
+def use_backend(options: BackendOptions) -> dict:
+    """Check the backend against --device, set --precision for the whole process, print both
+    on stderr, and return `record()`."""
+    backend = jax.default_backend()
+    if options.device != "any" and backend != options.device:
+        raise DeviceUnavailableError(
+            f"--device {options.device}: JAX runs on {backend} ({', '.join(map(str, jax.devices()))}); "
+            f"no {options.device} backend was found. For NVIDIA GPUs install jax[cuda12] into this "
+            "environment (README, GPU section), or pass --device any")
+    jax.config.update("jax_default_matmul_precision", None if options.precision == "default" else options.precision)
+    summary = record()
+    print(f"backend {summary['backend']}: {len(summary['devices'])} device(s) ({', '.join(summary['devices'])}), "
+          f"{summary['processes']} process(es), float32 precision {summary['precision']}", file=sys.stderr)
+    return summary
+
+
+def record() -> dict:
+    """What this process runs on, as results and run folders record it."""
+    return {"backend": jax.default_backend(),
+            "devices": [f"{d.platform}:{d.id} {d.device_kind}" for d in jax.devices()],
+            "processes": jax.process_count(),
+            "precision": jax.config.jax_default_matmul_precision or "default"}
+
+
+# Where a folder was first made; a resume elsewhere (another machine, more devices) is not
+# another computation, so a comparison of saved settings leaves these out.
+RECORD_KEYS = tuple(f"backend.{name}" for name in ("backend", "devices", "processes", "precision"))

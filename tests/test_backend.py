@@ -1,0 +1,30 @@
+"""--device and --precision, and the backend every run and results folder records."""
+
+import json
+
+import jax
+import pytest
+
+from experiments import checkpoint, table1, train
+from experiments.backend import DeviceUnavailableError
+from tests.conftest import TINY_TRAINING
+
+
+@pytest.mark.parametrize("entry_point", [train, table1], ids=lambda m: m.__name__)
+def test_a_missing_device_is_refused_before_anything_is_written(entry_point, tmp_path):
+    other = "tpu" if jax.default_backend() != "tpu" else "gpu"
+    argv = [*TINY_TRAINING, "--steps", "2"] if entry_point is train else ["--run", str(tmp_path / "none")]
+    with pytest.raises(DeviceUnavailableError, match=f"--device {other}: JAX runs on {jax.default_backend()}"):
+        entry_point.main([*argv, "--out", str(tmp_path / "out"), "--device", other])
+    assert not (tmp_path / "out").exists()
+
+
+def test_runs_and_results_record_where_they_ran(tiny_run, tmp_path):
+    recorded = checkpoint.load_config(tiny_run)["backend"]
+    assert recorded["backend"] == jax.default_backend() and len(recorded["devices"]) == jax.device_count()
+    assert recorded["precision"] == "highest" and recorded["processes"] == 1
+    table1.main(["--run", str(tiny_run), "--out", str(tmp_path), "--limit", "2", "--images-per-solve", "2",
+                 "--probes", "1", "--device", jax.default_backend()])
+    saved = json.loads((tmp_path / checkpoint.CONFIG_FILE).read_text())
+    assert saved["backend"] == recorded and saved["settings"]["precision"] == "highest"
+    assert "device" not in saved["settings"]  # where, not what: a resume elsewhere is the same computation
