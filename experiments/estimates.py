@@ -38,7 +38,7 @@ from experiments.data import Split
 from experiments.files import write_npz
 from experiments.parallel import data_parallel, split_or_replicated
 from experiments.progress import progress
-from experiments.results import chunked, run_chunks, running_accuracy
+from experiments.results import EvaluationConfig, chunked, run_chunks, running_accuracy
 from experiments.runs import Run
 from likelihood import Hutchinson, OneSolve, VmappedSolves
 
@@ -79,6 +79,12 @@ class EstimateOptions:
         "for that many best labels so far (the first round's labels: all), e.g. '30:10,100:3'; "
         "replaces --elbo-samples"
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifyConfig(EstimateOptions, EvaluationConfig):
+    """A run's classifier on its test images: the settings of table1's folders, and of each of
+    experiments.estimators' (so that either reads the other's)."""
 
 
 # The paper's values for CIFAR-10 (docs/method.md §4.2: n = 30 draws, rtol = atol = 1e-5); the

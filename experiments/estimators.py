@@ -2,9 +2,10 @@
 
     python -m experiments.estimators --run runs/digits --out results/digits/estimators
 
-Runs table1 (resumable, one folder per setting under --out) for the exact
-classifier at the preset's settings, for the ELBO with each of --samples
-pairs, and for each adaptive --rounds schedule, on the same images with the
+Classifies the chosen test images (resumable, one folder of per-image records
+per setting under --out, as table1's) with the exact classifier at the
+preset's settings (or reads them from a table1 folder, --exact), the ELBO
+with each of --samples pairs, and each adaptive --rounds schedule, with the
 same keys (so the same dequantisation noise). Then writes estimators.json,
 estimators.md and estimators.png: accuracy, bits/dim (exact, and the bound),
 agreement with the exact classifier, the bound minus the exact log p of the
@@ -13,20 +14,21 @@ p(y | x) (docs/method.md §4.12) before and after temperature scaling.
 """
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
 from classify import calibration
-from experiments import estimates, table1
+from experiments import estimates
 from experiments.checkpoint import load_config
 from experiments.cli import option, parse_config
+from experiments.data import load_dataset
 from experiments.files import read_lines
 from experiments.plotting import drawing, save_png
-from experiments.results import RESULTS_FILE, EvaluationConfig, write_summary
-from experiments.runs import load_run
+from experiments.results import (RESULTS_FILE, EvaluationConfig, claim, defaults_of, evaluation_order, settings_of,
+                                 write_summary)
+from experiments.runs import Run, load_run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +56,7 @@ def settings(config: EstimatorsConfig) -> dict[str, estimates.EstimateOptions]:
     return chosen
 
 
-def row(records: list[dict], exact: list[dict], summary: dict, bins: int) -> dict:
+def row(records: list[dict], exact: list[dict], num_dims: int, bins: int) -> dict:
     """One classifier's line of the comparison, beside the exact classifier's records."""
     labels = np.asarray([r["label"] for r in records])
     scores = np.asarray([r["scores"] for r in records])
@@ -62,12 +64,14 @@ def row(records: list[dict], exact: list[dict], summary: dict, bins: int) -> dic
     gap = scores[true] - np.asarray([r["scores"] for r in exact])[true]
     probs = calibration.probabilities(scores)
     scaled, temperatures = calibration.cross_fitted_probabilities(scores, labels)
+    cost = lambda name: float(np.mean([r["cost"][name] for r in records]))
     return {
-        "accuracy": summary["accuracy"], "bits_per_dim": summary["bits_per_dim"],
+        **estimates.accuracy_and_bits(records, num_dims),
         "agreement_with_exact": float(np.mean([r["prediction"] == e["prediction"] for r, e in zip(records, exact)])),
         "log_p_minus_exact": {"mean": float(gap.mean()), "standard_error": float(gap.std(ddof=1) / math.sqrt(len(gap)))},
-        "passes_per_image": summary["evaluations_per_image"], "nfe_per_image": summary["nfe_per_image"],
-        "seconds_per_image": 1 / summary["images_per_second"],
+        "passes_per_image": cost("passes"), "nfe_per_image": cost("nfe"),
+        "seconds_per_image": estimates.seconds_per_image([r["seconds"] for r in records],
+                                                         [r["compiling"] for r in records]),
         "calibration_error": float(calibration.expected_calibration_error(probs, labels, bins)),
         "calibration_error_scaled": float(calibration.expected_calibration_error(scaled, labels, bins)),
         "temperatures": temperatures,
@@ -77,40 +81,40 @@ def row(records: list[dict], exact: list[dict], summary: dict, bins: int) -> dic
     }
 
 
-def given_exact(config: EstimatorsConfig) -> dict:
-    """The summary of the --exact table1 folder, refused unless it is of this run's model with
+def given_exact(config: EstimatorsConfig, run: Run) -> list[dict]:
+    """The records of the --exact folder, refused unless they are of this run's model and of
     the exact classifier."""
-    saved = load_config(config.exact)
-    if saved["model"] != load_run(config.run).fingerprint():
-        raise ValueError(f"{config.exact} was computed on another model ({saved['model']}) than {config.run}")
-    summary = json.loads((config.exact / "table1.json").read_text())
-    if summary["kind"] != "likelihood":
-        raise ValueError(f"{config.exact} holds a {summary['kind']} classifier's results, not the exact one's")
-    return summary
+    if load_config(config.exact)["model"] != run.fingerprint():
+        raise ValueError(f"{config.exact} was computed on another model than {config.run}")
+    records = read_lines(config.exact / RESULTS_FILE)
+    if not records or records[0]["kind"] != "likelihood":
+        raise ValueError(f"{config.exact / RESULTS_FILE} holds no exact classifier's records")
+    return records
 
 
 def evaluate(config: EstimatorsConfig) -> dict:
     out = config.out or config.run / "estimators"
+    run = load_run(config.run)
+    test = load_dataset(run.config.preset, "test", source=config.data)
+    order = evaluation_order(len(test.labels), config.limit, config.seed)
     rows, exact = {}, None
     for name, options in settings(config).items():
-        folder = config.exact if name == "exact" and config.exact else out / name
-        if folder == config.exact:
-            summary = given_exact(config)
+        if name == "exact" and config.exact:
+            records = given_exact(config, run)
         else:
-            summary = table1.evaluate(table1.Table1Config(**{
-                **dataclasses.asdict(options), "run": config.run, "out": folder, "seed": config.seed,
-                "data": config.data, "limit": config.limit}))
-        records = read_lines(folder / RESULTS_FILE)
+            options = estimates.resolve(estimates.ClassifyConfig(**{
+                **dataclasses.asdict(options), "run": config.run, "limit": config.limit, "seed": config.seed,
+                "data": config.data, "precision": config.precision}), run.config.preset)
+            path = claim(out / name, settings_of(options), run, defaults_of(estimates.ClassifyConfig))
+            records = estimates.classify_test_images(estimates.classifier_of(run, options), options.images_per_solve,
+                                                     test, order, path, seed=config.seed, desc=name)
         exact = exact or records
         if [r["index"] for r in records] != [r["index"] for r in exact]:
-            raise ValueError(f"{folder} holds other test images than {config.exact}: give --limit and --seed "
-                             "as its table1 had them")
-        rows[name] = row(records, exact, summary, config.bins)
-    preset = load_run(config.run).config.preset
-    result = {"run": str(config.run), "preset": preset, "num_images": len(exact), "rows": rows,
-              "settings": {"samples": config.samples, "rounds": config.rounds, "limit": config.limit,
-                           "seed": config.seed, "bins": config.bins, "images_per_solve": config.images_per_solve,
-                           "exact": config.exact and str(config.exact)}}
+            raise ValueError(f"{config.exact} holds other test images than --limit {config.limit} --seed "
+                             f"{config.seed} choose: give them as its table1 had them")
+        rows[name] = row(records, exact, math.prod(test.images.shape[1:]), config.bins)
+    result = {"run": str(config.run), "preset": run.config.preset, "num_images": len(exact), "rows": rows,
+              "settings": settings_of(config)}
     write_summary(out, "estimators", result, markdown_table(result))
     plot(out / "estimators.png", result)
     return result

@@ -20,8 +20,8 @@ from classify import LOG_DENSITY_KINDS
 from experiments import estimates
 from experiments.cli import parse_config
 from experiments.data import load_dataset
-from experiments.estimates import EstimateOptions, accuracy_and_bits, seconds_per_image
-from experiments.results import EvaluationConfig, claim, defaults_of, evaluation_order, settings_of, write_summary
+from experiments.estimates import accuracy_and_bits, seconds_per_image
+from experiments.results import claim, defaults_of, evaluation_order, settings_of, write_summary
 from experiments.runs import load_run
 
 # docs/method.md §5, Table 1 of the paper (CIFAR-10 test set, 10,000 images).
@@ -33,7 +33,7 @@ PUBLISHED_ROWS = [
 
 
 @dataclasses.dataclass(frozen=True)
-class Table1Config(EstimateOptions, EvaluationConfig):
+class Table1Config(estimates.ClassifyConfig):
     pass
 
 
