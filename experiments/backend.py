@@ -9,10 +9,16 @@ On GPUs, float32 matrix products and convolutions default to TF32 (about 3
 significant digits), far above the likelihood solver's tolerance. The
 `--precision` default, "highest", is full float32 everywhere; on CPU it is
 what XLA computes anyway (the same bits, measured on the digits network).
+Compiled programs go to JAX's persistent cache unless --no-compilation-cache,
+so that a training step is compiled once per machine; JAX keeps no program with
+host callbacks, which every `eqx.error_if` check is, so the tables' solves are
+still compiled by each process (docs/cpu.md).
 """
 
 import dataclasses
+import os
 import sys
+from pathlib import Path
 from typing import Literal
 
 import jax
@@ -33,6 +39,13 @@ class BackendOptions:
     precision: Precision = option(
         "float32 matmul and convolution precision (jax_default_matmul_precision): 'highest' is full "
         "float32; 'default' lets a GPU use TF32 (faster, about 3 significant digits)", "highest")
+    compilation_cache: bool = option(
+        "keep compiled programs in JAX's persistent cache ($SBGC_COMPILATION_CACHE, default "
+        "~/.cache/sbgc/jax), so that the next process with the same programs does not compile them", True)
+
+
+def cache_folder() -> Path:
+    return Path(os.environ.get("SBGC_COMPILATION_CACHE", Path.home() / ".cache" / "sbgc" / "jax"))
 
 
 def use_backend(options: BackendOptions) -> dict:
@@ -45,6 +58,9 @@ def use_backend(options: BackendOptions) -> dict:
             f"no {options.device} backend was found. For NVIDIA GPUs install jax[cuda12] into this "
             "environment (README, GPU section), or pass --device any")
     jax.config.update("jax_default_matmul_precision", None if options.precision == "default" else options.precision)
+    # A cache chosen before (the test suite's own) stays.
+    if options.compilation_cache and not jax.config.jax_compilation_cache_dir:
+        jax.config.update("jax_compilation_cache_dir", str(cache_folder()))
     summary = record()
     print(f"backend {summary['backend']}: {len(summary['devices'])} device(s) ({', '.join(summary['devices'])}), "
           f"{summary['processes']} process(es), float32 precision {summary['precision']}", file=sys.stderr)

@@ -80,9 +80,10 @@ def claim(folder: Path, settings: dict, run: Run, defaults: dict | None = None) 
 
 
 def settings_of(config: Any) -> dict:
-    """An entry point's resolved settings as saved beside its results: all but --out and
-    --device (where the numbers are computed, not which; `backend.record` says where)."""
-    return {k: v for k, v in checkpoint.to_json(config).items() if k not in ("out", "device")}
+    """An entry point's resolved settings as saved beside its results: all but --out, --device
+    and --compilation-cache (where and how the numbers are computed, not which; `backend.record`
+    says where)."""
+    return {k: v for k, v in checkpoint.to_json(config).items() if k not in ("out", "device", "compilation_cache")}
 
 
 def defaults_of(config_class: type) -> dict:

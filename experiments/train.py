@@ -57,6 +57,7 @@ def _check_run_folder(config: TrainConfig) -> None:
         # How often to save changes no number of the run.
         # Nor does where it runs (a resume on another machine), which the record tells.
         ignored = ("train.steps", "train.resume", "train.out", "train.checkpoint_minutes", "train.device",
+                   "train.compilation_cache",
                    *backend.RECORD_KEYS, *added_later)
         checkpoint.check_same_config(folder, _run_record(config), ignore=ignored)
     elif (folder / checkpoint.CHECKPOINT_FILE).exists():
