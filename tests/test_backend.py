@@ -8,6 +8,7 @@ import pytest
 from experiments import checkpoint, table1, train
 from experiments.backend import DeviceUnavailableError
 from tests.conftest import TINY_TRAINING
+from tests.test_table1 import FAST  # the same compiled solve as table1's tests
 
 
 @pytest.mark.parametrize("entry_point", [train, table1], ids=lambda m: m.__name__)
@@ -23,8 +24,7 @@ def test_runs_and_results_record_where_they_ran(tiny_run, tmp_path):
     recorded = checkpoint.load_config(tiny_run)["backend"]
     assert recorded["backend"] == jax.default_backend() and len(recorded["devices"]) == jax.device_count()
     assert recorded["precision"] == "highest" and recorded["processes"] == 1
-    table1.main(["--run", str(tiny_run), "--out", str(tmp_path), "--limit", "2", "--images-per-solve", "2",
-                 "--probes", "1", "--device", jax.default_backend()])
+    table1.main(["--run", str(tiny_run), "--out", str(tmp_path), *FAST, "--device", jax.default_backend()])
     saved = json.loads((tmp_path / checkpoint.CONFIG_FILE).read_text())
     assert saved["backend"] == recorded and saved["settings"]["precision"] == "highest"
     assert "device" not in saved["settings"]  # where, not what: a resume elsewhere is the same computation
