@@ -31,8 +31,8 @@ class ELBOClassifier(eqx.Module):
     of them); the prediction is the best of the last round's labels, and a label
     dropped earlier keeps the mean of the pairs it got. `samples=N` is one round
     of N pairs on every label. `batch_size` bounds the network inputs per call
-    (memory, not numbers; 100-200 ran fastest on the digits network on 2 cores, 2,000 at 1.3x
-    the time).
+    (memory, not numbers; in one uncommitted timing on the digits network on 2 busy cores,
+    100-200 ran fastest and 2,000 took 1.3x as long, so take it as a hint, not a measurement).
     """
 
     kind: ClassVar[Kind] = "elbo"
@@ -122,8 +122,8 @@ class ELBOClassifier(eqx.Module):
     @eqx.filter_jit
     def model_scores(self, x: Float[Array, "n c h w"], keys: PRNGKeyArray) -> Scores:
         """The bound of n model-space inputs, used as given (the pairs come from `keys`)."""
-        keys = check_keys(keys, len(x))
-        return self._estimates(jnp.asarray(x), jax.vmap(jax.random.split)(keys)[:, 1])
+        _, pair_keys = jax.vmap(jax.random.split, out_axes=1)(check_keys(keys, len(x)))
+        return self._estimates(jnp.asarray(x), pair_keys)
 
     def image_scores(self, image: Float[Array, "c h w"], key: PRNGKeyArray, *,
                      adjoint=None) -> tuple[Float[Array, " k"], Int[Array, ""]]:
