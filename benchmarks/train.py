@@ -35,12 +35,14 @@ from experiments.parallel import data_parallel
 REPEATS = 5
 
 
-def best_seconds(function, *args, repeats: int = REPEATS) -> float:
-    jax.block_until_ready(function(*args))
+def best_seconds(step, carry, repeats: int = REPEATS) -> float:
+    """The best time of `carry = step(carry)` after a first call (which compiles): each call
+    gets what the last returned, as a training step needs (it donates the state it is given)."""
+    carry = jax.block_until_ready(step(carry))
     best = math.inf
     for _ in range(repeats):
         start = time.perf_counter()
-        jax.block_until_ready(function(*args))
+        carry = jax.block_until_ready(step(carry))
         best = min(best, time.perf_counter() - start)
     return best
 
@@ -50,7 +52,8 @@ def matmul_flops_per_second(size: int = 2048) -> float:
     replicated, split = data_parallel(size)
     a = jax.device_put(jax.random.normal(jax.random.key(0), (size, size)), split)
     b = jax.device_put(jax.random.normal(jax.random.key(1), (size, size)), replicated)
-    return 2 * size**3 / best_seconds(jax.jit(jnp.matmul), a, b)
+    matmul = jax.jit(jnp.matmul)
+    return 2 * size**3 / best_seconds(lambda _: matmul(a, b), None)
 
 
 def step_function(preset: str, network: score.NetConfig | None = None):
@@ -80,7 +83,7 @@ def measure(preset: str, batch: int, network: score.NetConfig | None = None) -> 
     replicated, split = data_parallel(batch)
     state = jax.device_put(state, replicated)
     images, labels = jax.device_put((images, labels), split)
-    seconds = best_seconds(lambda s: step(s, images, labels)[1], state)
+    seconds = best_seconds(lambda s: step(s, images, labels)[0], state)
     return {"preset": preset, "batch": batch, "devices": split.mesh.size, "jax_s": seconds, "flops": flops}
 
 

@@ -12,7 +12,8 @@ what XLA computes anyway (the same bits, measured on the digits network).
 Compiled programs go to JAX's persistent cache unless --no-compilation-cache,
 so that a training step is compiled once per machine; JAX keeps no program with
 host callbacks, which every `eqx.error_if` check is, so the tables' solves are
-still compiled by each process (docs/cpu.md).
+still compiled by each process (docs/cpu.md). `--coordinator` makes the process one
+of several that run one computation (`experiments.distributed`).
 """
 
 import dataclasses
@@ -23,6 +24,7 @@ from typing import Literal
 
 import jax
 
+from experiments import distributed
 from experiments.cli import option
 
 Device = Literal["any", "cpu", "gpu", "tpu"]
@@ -42,6 +44,18 @@ class BackendOptions:
     compilation_cache: bool = option(
         "keep compiled programs in JAX's persistent cache ($SBGC_COMPILATION_CACHE, default "
         "~/.cache/sbgc/jax), so that the next process with the same programs does not compile them", True)
+    coordinator: str | None = option(
+        "HOST:PORT of process 0 of a run over several processes or hosts (jax.distributed.initialize; "
+        "README, GPUs and clusters); 'auto': found by JAX under SLURM or Open MPI (default: one process)")
+    num_processes: int | None = option("with --coordinator: the run's processes (default: the cluster's)",
+                                       at_least=1)
+    process_id: int | None = option("with --coordinator: this process's number from 0, process 0 writing "
+                                    "the files (default: the cluster's)", at_least=0)
+
+
+# The options that say where and how a computation runs, not what it computes: a resume or a
+# rerun may change them.
+WHERE_OPTIONS = ("device", "compilation_cache", "coordinator", "num_processes", "process_id")
 
 
 def cache_folder() -> Path:
@@ -49,8 +63,12 @@ def cache_folder() -> Path:
 
 
 def use_backend(options: BackendOptions) -> dict:
-    """Check the backend against --device, set --precision for the whole process, print both
-    on stderr, and return `record()`."""
+    """Join the other processes of --coordinator, check the backend against --device, set
+    --precision for the whole process, print both on stderr, and return `record()`."""
+    if options.coordinator is not None:
+        distributed.join(options.coordinator, options.num_processes, options.process_id)
+    elif options.num_processes is not None or options.process_id is not None:
+        raise ValueError("--num-processes and --process-id need --coordinator HOST:PORT (or auto)")
     backend = jax.default_backend()
     if options.device != "any" and backend != options.device:
         raise DeviceUnavailableError(

@@ -3,13 +3,16 @@
 A run folder holds `config.json` (every setting of the run, written once),
 `checkpoint.eqx` (the training state's leaves) and whatever the entry point
 adds. Files are written atomically (`experiments.files`), so an interrupted
-write never leaves a half-written checkpoint behind.
+write never leaves a half-written checkpoint behind. Training saves in the
+background (`BackgroundSaver`).
 """
 
+import concurrent.futures
 import dataclasses
 import hashlib
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,12 +82,57 @@ _CHECKSUM = b"\nsha256:"
 _TRAILER = len(_CHECKSUM) + 64
 
 
-def save_state(folder: Path, state: eqx.Module, name: str = CHECKPOINT_FILE) -> None:
+def serialised(state: eqx.Module) -> bytes:
+    """A checkpoint file's contents: the leaves of `state` (arrays on a device or the host:
+    the same bytes), then their checksum."""
     buffer = io.BytesIO()
     eqx.tree_serialise_leaves(buffer, state)
     data = buffer.getvalue()
-    digest = hashlib.sha256(data).hexdigest().encode()
-    write_atomically(folder / name, lambda file: file.write(data + _CHECKSUM + digest))
+    return data + _CHECKSUM + hashlib.sha256(data).hexdigest().encode()
+
+
+def write_checkpoint(folder: Path, data: bytes, name: str = CHECKPOINT_FILE) -> None:
+    """Write `serialised(state)` as `folder/name`."""
+    write_atomically(folder / name, lambda file: file.write(data))
+
+
+def host_copy(state: eqx.Module) -> eqx.Module:
+    """`state` as numpy arrays that own their memory. On CPU, `jax.device_get` returns views
+    of the device buffers, and JAX silently does not donate a buffer that has one: the next
+    training step would then copy the whole state instead of updating it in place."""
+    return jax.tree.map(np.array, jax.device_get(state))
+
+
+class BackgroundSaver:
+    """Checkpoints written by a worker thread while training goes on, at most one at a time.
+
+    `save(state, write)` waits for the save in flight, copies `state` to the host at once
+    (the next step donates its buffers), and calls `write(copy)` in the worker. Whatever
+    waits for a save (the next one, `wait()`, leaving the `with` block however it is left)
+    raises the error that a failed one raised.
+    """
+
+    def __init__(self) -> None:
+        self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
+        self._in_flight: concurrent.futures.Future | None = None
+
+    def save(self, state: eqx.Module, write: Callable[[eqx.Module], None]) -> None:
+        self.wait()
+        self._in_flight = self._worker.submit(write, host_copy(state))
+
+    def wait(self) -> None:
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            in_flight.result()
+
+    def __enter__(self) -> "BackgroundSaver":
+        return self
+
+    def __exit__(self, *exception) -> None:
+        try:
+            self.wait()
+        finally:
+            self._worker.shutdown()
 
 
 def load_state(folder: Path, like: eqx.Module, name: str = CHECKPOINT_FILE) -> eqx.Module:
@@ -122,3 +170,21 @@ def kept_checkpoints(folder: Path) -> list[tuple[int, str]]:
     """(step, name) of every checkpoint that `--keep-checkpoints` kept in `folder`, by step."""
     names = sorted((folder / KEPT_CHECKPOINTS).glob("step_*.eqx"))
     return [(int(path.stem.removeprefix("step_")), f"{KEPT_CHECKPOINTS}/{path.name}") for path in names]
+
+
+def retained(steps: list[int], keep_last: int, keep_every: int) -> list[int]:
+    """The kept steps that `--keep-last` and `--keep-every` leave (as orbax's max_to_keep and
+    keep_period): the last `keep_last` (0: all), and every multiple of `keep_every` (0: none)."""
+    if keep_last == 0:
+        return steps
+    return [step for i, step in enumerate(steps)
+            if i >= len(steps) - keep_last or (keep_every and step % keep_every == 0)]
+
+
+def drop_kept(folder: Path, keep_last: int, keep_every: int) -> None:
+    """Delete the kept checkpoints of `folder` that `retained` leaves out."""
+    kept = kept_checkpoints(folder)
+    left = set(retained([step for step, _ in kept], keep_last, keep_every))
+    for step, name in kept:
+        if step not in left:
+            (folder / name).unlink(missing_ok=True)

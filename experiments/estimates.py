@@ -54,6 +54,10 @@ class EstimateOptions:
     """The command-line options of a run's classifier; None means the run's preset's value."""
 
     probes: int | None = option("Rademacher probes per solve")
+    probe_loop: Literal["auto", "unrolled", "vmapped", "scanned"] = option(
+        "how the probes' JVPs are laid out in the compiled solve (docs/method.md §4): 'auto' unrolls "
+        "a few on CPU and vmaps one linearisation otherwise; the numbers agree up to float rounding",
+        "auto")
     images_per_solve: int | None = option("images whose labels share one ODE solve")
     rtol: float | None = option("relative tolerance of the solver", above=0)
     atol: float | None = option("absolute tolerance of the solver", above=0)
@@ -135,7 +139,8 @@ def classifier_of(run: Run, options: EstimateOptions | None = None) -> Classifie
     if options.estimator == "elbo":
         return ELBOClassifier(run.model, t0=options.t0, **elbo_schedule(options))
     return LikelihoodClassifier(
-        run.model, divergence=Hutchinson(options.probes), rtol=options.rtol, atol=options.atol,
+        run.model, divergence=Hutchinson(options.probes, probe_loop=options.probe_loop),
+        rtol=options.rtol, atol=options.atol,
         t0=options.t0, solver=SOLVERS[options.solver], batching=BATCHING[options.batching],
         share_noise=options.share_noise, shortlist=options.shortlist,
         first_pass_tolerance=options.first_pass_tolerance,

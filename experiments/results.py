@@ -14,23 +14,34 @@ the rest:
   chunk recomputed with other companions would not give the same numbers),
   once it has checked that the kept lines are the chunks' items in order.
   Ctrl-C exits with status 130 and says where the lines are.
-- one process at a time per results folder: `run_chunks` holds it
-  (`experiments.files.locked`, as training holds its run folder).
-- `write_summary`: NAME.json and NAME.md, atomically.
+- several processes (`experiments.distributed`): process i of n computes
+  chunks i, i + n, ... on its own devices and appends each, as one line, to
+  its own `images.processI.jsonl`; when every chunk is there, process 0
+  writes them in order to `images.jsonl` and removes those files. A rerun,
+  with any number of processes, continues from every whole chunk kept in
+  either kind of file.
+- one command at a time per results folder: `run_chunks` holds it
+  (`experiments.files.locked`, as training holds its run folder); process 0
+  holds it for all.
+- `write_summary`: NAME.json and NAME.md, atomically, by process 0.
 """
 
+import contextlib
 import dataclasses
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
 from experiments import backend, checkpoint
 from experiments.backend import BackendOptions
 from experiments.cli import option
-from experiments.files import append_lines, locked, read_lines, write_json, write_lines, write_text
+from experiments.distributed import holding, wait_for_the_others, writes_files
+from experiments.files import append_lines, read_lines, write_json, write_lines, write_text
 from experiments.progress import progress
 from experiments.runs import Run
 from experiments.stopping import stops_as_interrupt
@@ -74,16 +85,16 @@ def claim(folder: Path, settings: dict, run: Run, defaults: dict | None = None) 
         added_later = tuple(f"settings.{name}" for name, value in (defaults or {}).items()
                             if name not in saved and settings.get(name) == value)
         checkpoint.check_same_config(folder, record, ignore=(*added_later, *backend.RECORD_KEYS))
-    else:
+    elif writes_files():
         checkpoint.save_config(folder, record)
     return folder / RESULTS_FILE
 
 
 def settings_of(config: Any) -> dict:
-    """An entry point's resolved settings as saved beside its results: all but --out, --device
-    and --compilation-cache (where and how the numbers are computed, not which; `backend.record`
-    says where)."""
-    return {k: v for k, v in checkpoint.to_json(config).items() if k not in ("out", "device", "compilation_cache")}
+    """An entry point's resolved settings as saved beside its results: all but --out and
+    `backend.WHERE_OPTIONS` (where and how the numbers are computed, not which;
+    `backend.record` says where)."""
+    return {k: v for k, v in checkpoint.to_json(config).items() if k not in ("out", *backend.WHERE_OPTIONS)}
 
 
 def defaults_of(config_class: type) -> dict:
@@ -129,45 +140,127 @@ def run_chunks(
     postfix: Callable[[list[dict]], dict] | None = None,
     identify: Callable[[dict], Any] = index_of,
 ) -> list[dict]:
-    """The lines of every chunk: those in `path` already, then `compute(chunk, compiling)`
-    for the rest, one line per item (`identify(line)` gives its item). `compiling` is true
-    for the first chunk this process computes, whose time may include compiling (speed
-    figures leave it out). The folder is this process's while it runs (`locked`)."""
-    with locked(path.parent):
-        return _run_chunks(path, chunks, compute, desc, postfix, identify)
+    """The lines of every chunk: those kept already, then `compute(chunk, compiling)` for
+    the rest (this process's share of them), one line per item (`identify(line)` gives its
+    item). `compiling` is true for the first chunk this process computes, whose time may
+    include compiling (speed figures leave it out). The folder is this command's while it
+    runs (`locked`)."""
+    with holding(path.parent):
+        kept, compute = _kept(path, chunks, identify), _checked(compute, desc)
+        with stops_as_interrupt() as stop:
+            try:
+                if jax.process_count() == 1:
+                    return _in_order(path, chunks, compute, kept, stop, desc, postfix)
+                return _shared(path, chunks, compute, kept, stop, desc, postfix, identify)
+            except KeyboardInterrupt:
+                # XLA does not cancel a computation it has started, and Python's exit waits for it
+                # (minutes for a large chunk). Leaving the block puts the previous handlers back, so
+                # a second SIGTERM ends the process at once; that chunk would be dropped anyway.
+                print(f"\ninterrupted: the whole chunks so far are in {path} (or, with several "
+                      f"processes, {_process_file(path, '*').name} beside it); the same command "
+                      "continues from them. The computation already running finishes before the "
+                      "process exits; a second kill (SIGTERM) ends it at once", file=sys.stderr)
+                raise SystemExit(130) from None
 
 
-def _run_chunks(path, chunks, compute, desc, postfix, identify) -> list[dict]:
+def _checked(compute, desc: str):
+    """`compute`, refusing a chunk's lines that are not one per item."""
+    def checked(chunk, compiling: bool) -> list[dict]:
+        lines = compute(chunk, compiling)
+        if len(lines) != len(chunk):
+            raise RuntimeError(f"{desc}: {len(lines)} lines for a chunk of {len(chunk)}")
+        return lines
+    return checked
+
+
+def _process_file(path: Path, process: int | str) -> Path:
+    """Where process `process` keeps its chunks until process 0 merges them into `path`."""
+    return path.with_name(f"{path.stem}.process{process}{path.suffix}")
+
+
+def _kept(path: Path, chunks, identify) -> dict[int, list[dict]]:
+    """The lines of the whole chunks kept by earlier runs, by chunk number: those at the
+    start of `path`, in order, and those of the processes' files (a line {"chunk", "records"}
+    per chunk). Lines that are not the chunks' items are refused, naming the file."""
     boundaries = np.cumsum([0, *(len(chunk) for chunk in chunks)])
     records = read_lines(path)
     done = int(np.searchsorted(boundaries, len(records), side="right")) - 1
-    records = records[: boundaries[done]]
-    _check_kept(path, records, [item for chunk in chunks for item in chunk], identify)
-    write_lines(path, records)
-    bar = progress(total=int(boundaries[-1]), initial=len(records), desc=desc, unit="image")
-    with stops_as_interrupt() as stop:
+    _check_kept(path, records[: boundaries[done]], [item for chunk in chunks for item in chunk], identify)
+    kept = {n: records[boundaries[n]:boundaries[n + 1]] for n in range(done)}
+    for file in sorted(path.parent.glob(_process_file(path, "*").name)):
         try:
-            for number in range(done, len(chunks)):
-                stop.check()
-                lines = compute(chunks[number], number == done)
-                if len(lines) != len(chunks[number]):
-                    raise RuntimeError(f"{desc}: {len(lines)} lines for a chunk of {len(chunks[number])}")
-                append_lines(path, lines)
-                records += lines
-                if postfix is not None:  # before the update, which may print it
-                    bar.set_postfix(postfix(records), refresh=False)
-                bar.update(len(lines))
-        except KeyboardInterrupt:
-            bar.close()
-            # XLA does not cancel a computation it has started, and Python's exit waits for it
-            # (minutes for a large chunk). Leaving the block puts the previous handlers back, so
-            # a second SIGTERM ends the process at once; that chunk would be dropped anyway.
-            print(f"\ninterrupted after {len(records)} images: results so far in {path}; "
-                  "the same command continues from them. The computation already running "
-                  "finishes before the process exits; a second kill (SIGTERM) ends it at once",
-                  file=sys.stderr)
-            raise SystemExit(130) from None
-    bar.close()
+            lines = read_lines(file)
+        except FileNotFoundError:  # merged and removed by process 0 meanwhile: `path` has them
+            continue
+        for line in lines:
+            number = line["chunk"]
+            if not 0 <= number < len(chunks) or [identify(r) for r in line["records"]] != list(chunks[number]):
+                raise checkpoint.CheckpointError(
+                    f"{file}: its chunk {number} is not this command's; move the file away (or use "
+                    "another --out) and run again")
+            kept.setdefault(number, line["records"])
+    return kept
+
+
+def _in_order(path, chunks, compute, kept, stop, desc, postfix) -> list[dict]:
+    """One process: every chunk in order, appended to `path` as it comes (those kept in the
+    processes' files too, which are then removed)."""
+    done = next(n for n in range(len(chunks) + 1) if n not in kept)
+    records = [line for n in range(done) for line in kept[n]]
+    write_lines(path, records)  # without a line that a kill cut short
+    compiling = True
+    bar = progress(total=sum(map(len, chunks)), initial=len(records), desc=desc, unit="image")
+    with contextlib.closing(bar):  # closed however the loop ends, before its message
+        for number in range(done, len(chunks)):
+            stop.check()
+            if number in kept:
+                lines = kept[number]
+            else:
+                lines, compiling = compute(chunks[number], compiling), False
+            append_lines(path, lines)
+            records += lines
+            if postfix is not None:  # before the update, which may print it
+                bar.set_postfix(postfix(records), refresh=False)
+            bar.update(len(lines))
+    for file in path.parent.glob(_process_file(path, "*").name):
+        file.unlink()
+    return records
+
+
+POLL_SECONDS = 1.0
+
+
+def _shared(path, chunks, compute, kept, stop, desc, postfix, identify) -> list[dict]:
+    """One of several processes: its own chunks not kept yet, each appended to its own file as
+    it comes; then, once every process's are kept, all in order (process 0 writes them to
+    `path`). Each process's share is fixed by the chunk numbers, not by what the others
+    have kept, so that the processes need not agree on anything."""
+    me, count = jax.process_index(), jax.process_count()
+    mine = [n for n in range(me, len(chunks), count) if n not in kept]
+    file = _process_file(path, me)
+    if mine and file.exists():
+        write_lines(file, read_lines(file))  # a line a kill cut short would hide those after it
+    records = []
+    bar = progress(total=sum(len(chunks[n]) for n in mine), desc=f"{desc} (process {me} of {count})", unit="image")
+    with contextlib.closing(bar):
+        for i, number in enumerate(mine):
+            stop.check()
+            kept[number] = lines = compute(chunks[number], i == 0)
+            append_lines(file, [{"chunk": number, "records": lines}])
+            records += lines
+            if postfix is not None:
+                bar.set_postfix(postfix(records), refresh=False)
+            bar.update(len(lines))
+    while len(kept) < len(chunks):  # the other processes' chunks
+        stop.check()
+        time.sleep(POLL_SECONDS)
+        kept = _kept(path, chunks, identify)
+    records = [line for n in range(len(chunks)) for line in kept[n]]
+    if me == 0:
+        write_lines(path, records)
+        for other in path.parent.glob(_process_file(path, "*").name):
+            other.unlink()
+    wait_for_the_others("experiments.results: the records are merged")
     return records
 
 
@@ -201,5 +294,6 @@ def results_folder(run: str, table: str, chosen: dict[str, Path]) -> Path:
 
 
 def write_summary(folder: Path, name: str, summary: dict, markdown: str) -> None:
-    write_json(folder / f"{name}.json", summary)
-    write_text(folder / f"{name}.md", markdown)
+    if writes_files():  # every process has the same summary
+        write_json(folder / f"{name}.json", summary)
+        write_text(folder / f"{name}.md", markdown)

@@ -66,8 +66,11 @@ class Table3Config(BackendOptions):
     attack_with: Literal["classifier", "elbo"] = option(
         "whose input gradients PGD follows: the judged classifier's own, or the ELBO classifier's "
         "(a transfer attack when the judge is exact: its robust accuracy is an upper bound)", "classifier")
-    elbo_samples: int = option("(t, z) pairs of an ELBO, judging or attacking; fixed per image, fresh per "
-                               "EOT draw", 100, at_least=1)
+    elbo_samples: int = option("(t, z) pairs of the judging ELBO (--estimator elbo); fixed per image", 100,
+                               at_least=1)
+    attack_elbo_samples: int | None = option(
+        "(t, z) pairs of the ELBO whose gradients PGD follows (--attack-with elbo, or an ELBO judge); fixed "
+        "per image, fresh per EOT draw (default: --elbo-samples)", at_least=1)
     images_per_batch: int = option(
         "images attacked together, in one compiled gradient split over the devices", 10)
     examples: int = option("clean / adversarial / perturbation triples in examples.png", 4)
@@ -127,9 +130,11 @@ def evaluate(config: Table3Config) -> dict:
     options = estimates.resolve(EstimateOptions(probes=config.probes, rtol=config.rtol, atol=config.atol,
                                                 estimator=config.estimator, elbo_samples=config.elbo_samples), preset)
     classifier = estimates.classifier_of(run, options)
+    attack_pairs = config.attack_elbo_samples or config.elbo_samples
     gradient_classifier = None
-    if config.attack_with == "elbo":
-        gradient_classifier = estimates.classifier_of(run, dataclasses.replace(options, estimator="elbo"))
+    if config.attack_with == "elbo" or (config.estimator == "elbo" and attack_pairs != config.elbo_samples):
+        gradient_classifier = estimates.classifier_of(
+            run, dataclasses.replace(options, estimator="elbo", elbo_samples=attack_pairs))
         if gradient_classifier.kind != "elbo":
             raise ValueError(f"--attack-with elbo needs a score run; {config.run} is a discriminative run")
     limit = config.limit if config.limit is not None else PRESET_LIMIT[preset]
@@ -214,10 +219,12 @@ def markdown_table(summary: dict) -> str:
         cost = (f"gradients of the network per image: L-inf {summary['linf']['gradients_per_image']:.0f}, "
                 f"L2 {summary['l2']['gradients_per_image']:.0f}.")
     else:
-        elbo = f"ELBO of {s['elbo_samples']} (t, z) pairs"
-        judge = elbo if s["estimator"] == "elbo" else f"{s['probes']} probe(s), rtol {s['rtol']}"
-        gradients = (f"gradients of the {elbo} (a transfer attack: an upper bound)" if s["attack_with"] == "elbo"
-                     else f"route {s['route']}" if s["estimator"] == "exact" else "its own gradients")
+        elbo = lambda pairs: f"ELBO of {pairs} (t, z) pairs"
+        judge = elbo(s["elbo_samples"]) if s["estimator"] == "elbo" else f"{s['probes']} probe(s), rtol {s['rtol']}"
+        attack_pairs = s.get("attack_elbo_samples") or s["elbo_samples"]
+        gradients = (f"gradients of the {elbo(attack_pairs)} (a transfer attack: an upper bound)"
+                     if s["attack_with"] == "elbo" else f"route {s['route']}" if s["estimator"] == "exact"
+                     else f"gradients of its {elbo(attack_pairs)}")
         for mode in MODES:
             rows.append(
                 f"| {summary['model']}, this run, {mode} noise (preset {summary['preset']}; "

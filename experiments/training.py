@@ -70,6 +70,12 @@ class TrainConfig(BackendOptions):
     keep_checkpoints: bool = option(
         "also keep every checkpoint as checkpoints/step_N.eqx (experiments.figure1 draws the "
         "run's path through training from them)", False)
+    keep_last: int = option(
+        "of the kept checkpoints, keep only the last this many (0: all), and those of --keep-every",
+        0, at_least=0)
+    keep_every: int = option(
+        "with --keep-last: also keep the kept checkpoints at multiples of this many steps (0: none)",
+        0, at_least=0)
     log_every: int = option("steps between log lines", 50, at_least=1)
     samples_per_class: int = option("samples per label in each grid (0: no grids; a WRN has none)", 8, at_least=0)
 
@@ -108,6 +114,10 @@ def resolve(config: TrainConfig) -> TrainConfig:
     """Fill every None with the (model, preset)'s value."""
     if config.wrn_width is not None and config.model != "wrn":
         raise ValueError(f"--wrn-width applies to --model wrn, not {config.model}")
+    if (config.keep_last or config.keep_every) and not config.keep_checkpoints:
+        raise ValueError("--keep-last and --keep-every choose among the kept checkpoints: add --keep-checkpoints")
+    if config.keep_every and not config.keep_last:
+        raise ValueError("--keep-every keeps checkpoints that --keep-last would drop: give --keep-last too")
     chosen = _score_network_options(config)
     if chosen and config.model != "score":
         raise ValueError(f"--{next(iter(chosen)).replace('_', '-')} applies to --model score, not {config.model}")
@@ -181,7 +191,7 @@ def init_state(network: NetworkConfig, seed: int, optimizer: Optimizer) -> Train
         model=model,
         ema_model=model,
         opt_state=optimizer.transformation().init(eqx.filter(model, eqx.is_inexact_array)),
-        step=jnp.array(0),
+        step=jnp.zeros((), jnp.int32),  # strongly typed, as a loaded one is: one compiled step for both
         key=jax.random.key_data(train_key),
     )
 
@@ -251,7 +261,11 @@ class StepSettings:
         return cls(MODELS[config.model].objective(config), config.ema_decay)
 
 
-@eqx.filter_jit
+# The state is donated, so that XLA updates the parameters and optimiser moments in place
+# instead of holding two copies. The batch is not: eqx.filter_jit donates every argument or
+# all but the first, and a donated batch, of no use to XLA, was deleted by a WideResNet step
+# on 2 devices. jax.jit suffices: every leaf of the state is an array.
+@functools.partial(jax.jit, donate_argnums=0, static_argnums=(3, 4))
 def train_step(
     state: TrainState,
     images: UInt8[Array, "b h w c"],
@@ -259,7 +273,8 @@ def train_step(
     optimizer: Optimizer,
     settings: StepSettings,
 ) -> tuple[TrainState, Float[Array, ""]]:
-    """One optimiser step on a batch of uint8 images (sharded or not: XLA partitions it)."""
+    """One optimiser step on a batch of uint8 images (sharded or not: XLA partitions it).
+    `state` is donated: use the returned one, not it, afterwards."""
     step_key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
     loss, grads = eqx.filter_value_and_grad(settings.objective)(state.model, images, labels, step_key)
     params = eqx.filter(state.model, eqx.is_inexact_array)

@@ -10,7 +10,8 @@ An estimator is a small strategy object with two methods:
 
 `batch_divergence` evaluates a batched function once and all n
 Jacobian-vector products against it (forward mode: docs/cpu.md trap 1 finds
-v . (J v) through `jax.jvp` far faster inside solver loops than a VJP).
+v . (J v) through `jax.jvp` far faster inside solver loops than a VJP), laid
+out as the estimator's `probe_loop` says (`PROBE_LOOPS`).
 """
 
 import math
@@ -39,6 +40,8 @@ class Hutchinson(eqx.Module):
     # networks without forward mode (score.for_reverse_mode), whose input
     # gradients are then reverse over reverse.
     mode: Literal["forward", "reverse"] = eqx.field(static=True, default="forward")
+    # How the n forward-mode products are laid out in the compiled program (PROBE_LOOPS).
+    probe_loop: Literal["auto", "unrolled", "vmapped", "scanned"] = eqx.field(static=True, default="auto")
 
     def __check_init__(self):
         if self.n_probes < 1:
@@ -47,6 +50,8 @@ class Hutchinson(eqx.Module):
             raise ValueError(f"Hutchinson kind must be 'rademacher' or 'gaussian', got {self.kind!r}")
         if self.mode not in ("forward", "reverse"):
             raise ValueError(f"Hutchinson mode must be 'forward' or 'reverse', got {self.mode!r}")
+        if self.probe_loop not in PROBE_LOOPS:
+            raise ValueError(f"Hutchinson probe_loop must be one of {PROBE_LOOPS}, got {self.probe_loop!r}")
 
     def draw_probes(
         self, key: PRNGKeyArray, shape: tuple[int, ...], dtype=jnp.float32
@@ -80,8 +85,26 @@ class ExactTrace(eqx.Module):
 
 DivergenceEstimator = Hutchinson | ExactTrace
 
-# Probe counts up to this run as separate JVPs in `batch_divergence`.
-UNROLLED_PROBES = 32
+# The layouts of n forward-mode products v . (J v) (`python -m benchmarks.probes`, benchmarks/README.md):
+# - "unrolled": n `jax.jvp` calls, whose identical primal passes XLA merges. Fastest on CPU at
+#   few probes, but the program holds n copies of the tangent pass, so tracing and compiling
+#   grow with n (minutes at 30 probes for the cifar10 network).
+# - "vmapped": one `jax.linearize`, the n tangents vmapped: one copy, an n times larger batch.
+# - "scanned": the linearised function mapped over the probes one at a time (`jax.lax.map`):
+#   one copy, the batch of one probe.
+# - "auto": unrolled up to `UNROLLED_PROBES[backend]` probes, vmapped beyond.
+PROBE_LOOPS = ("auto", "unrolled", "vmapped", "scanned")
+# Per backend: on CPU unrolled JVPs were 1.3-1.5x faster than vmapped ones at 2-8 probes and
+# compiled in seconds up to 8; accelerators favour one large batch (not yet measured here).
+UNROLLED_PROBES = {"cpu": 8}
+
+
+def layout_of(estimator: DivergenceEstimator, num_probes: int) -> str:
+    """The layout `batch_divergence` uses for `num_probes` forward-mode products."""
+    chosen = getattr(estimator, "probe_loop", "vmapped")  # the exact trace: D products, vmapped
+    if chosen != "auto":
+        return chosen
+    return "unrolled" if num_probes <= UNROLLED_PROBES.get(jax.default_backend(), 1) else "vmapped"
 
 
 def batch_divergence(
@@ -95,24 +118,24 @@ def batch_divergence(
     `fn` must act on the batch elementwise (a vmapped network), so its Jacobian
     is block diagonal and each element's v . (J v) only sees its own block.
     With `Hutchinson(mode="reverse")` the products are VJPs (v . (J^T v) is
-    the same number) off one forward pass. Otherwise up to `UNROLLED_PROBES`
-    probes run as separate `jax.jvp` calls, whose
-    identical primal passes XLA merges into one: on CPU that was 1.3-1.5x
-    faster at 4-8 probes than one `jax.linearize` with the tangents vmapped
-    (benchmarks/README.md). More probes (the exact trace) are vmapped, which
-    keeps the compiled program small.
+    the same number) off one forward pass; otherwise JVPs in the layout of
+    `layout_of` (all layouts give the same numbers up to float rounding).
     """
     num_probes = probes.shape[1]
+    loop = layout_of(estimator, num_probes)
     if getattr(estimator, "mode", "forward") == "reverse":
         values, pullback = jax.vjp(fn, xs)
         tangents = jnp.stack([pullback(probes[:, i])[0] for i in range(num_probes)], axis=1)
-    elif num_probes <= UNROLLED_PROBES:
+    elif loop == "unrolled":
         pairs = [jax.jvp(fn, (xs,), (probes[:, i],)) for i in range(num_probes)]
         values = pairs[0][0]
         tangents = jnp.stack([tangent for _, tangent in pairs], axis=1)
     else:
         values, jvp_fn = jax.linearize(fn, xs)
-        tangents = jax.vmap(jvp_fn, in_axes=1, out_axes=1)(probes)
+        if loop == "vmapped":
+            tangents = jax.vmap(jvp_fn, in_axes=1, out_axes=1)(probes)
+        else:
+            tangents = jax.lax.map(jvp_fn, probes.swapaxes(0, 1)).swapaxes(0, 1)
     event_axes = tuple(range(2, probes.ndim))
     quadratic_forms = jnp.sum(probes * tangents, axis=event_axes)
     return values, jax.vmap(estimator.reduce)(quadratic_forms)

@@ -28,3 +28,9 @@ def test_runs_and_results_record_where_they_ran(tiny_run, tmp_path):
     saved = json.loads((tmp_path / checkpoint.CONFIG_FILE).read_text())
     assert saved["backend"] == recorded and saved["settings"]["precision"] == "highest"
     assert "device" not in saved["settings"]  # where, not what: a resume elsewhere is the same computation
+
+
+def test_processes_without_a_coordinator_are_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(ValueError, match="--num-processes and --process-id need --coordinator"):
+        train.main([*TINY_TRAINING, "--steps", "2", "--out", str(tmp_path / "out"), "--num-processes", "2"])
+    assert not (tmp_path / "out").exists()

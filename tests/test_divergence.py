@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from likelihood import ExactTrace, Hutchinson, divergence
+from likelihood.divergence import UNROLLED_PROBES, layout_of
 
 shapes = st.lists(st.integers(1, 4), min_size=1, max_size=3).filter(lambda s: np.prod(s) <= 32)
 
@@ -61,13 +62,23 @@ def test_rademacher_probes_have_lower_variance_than_gaussian_ones():
 
 
 @given(seed=st.integers(0, 2**16), shape=shapes, nonlinear=st.booleans())
-def test_reverse_mode_probes_give_the_forward_mode_numbers(seed, shape, nonlinear):
-    """v . (J^T v) by VJPs equals v . (J v) by JVPs, probe by probe."""
+def test_every_probe_layout_gives_the_same_numbers(seed, shape, nonlinear):
+    """v . (J^T v) by VJPs, and v . (J v) by unrolled, vmapped or scanned JVPs, probe by probe."""
     field, x = random_field(seed, tuple(shape), nonlinear)
     key = jax.random.key(seed)
-    forward = divergence(field, x, key=key, estimator=Hutchinson(3))
-    reverse = divergence(field, x, key=key, estimator=Hutchinson(3, mode="reverse"))
-    np.testing.assert_allclose(reverse, forward, rtol=1e-5, atol=1e-5)
+    unrolled = divergence(field, x, key=key, estimator=Hutchinson(3, probe_loop="unrolled"))
+    for other in (Hutchinson(3, mode="reverse"), Hutchinson(3, probe_loop="vmapped"),
+                  Hutchinson(3, probe_loop="scanned")):
+        np.testing.assert_allclose(divergence(field, x, key=key, estimator=other), unrolled, rtol=1e-5, atol=1e-5)
+
+
+def test_auto_layout_unrolls_few_probes_on_cpu_only():
+    assert jax.default_backend() == "cpu"
+    limit = UNROLLED_PROBES["cpu"]
+    assert layout_of(Hutchinson(limit), limit) == "unrolled"
+    assert layout_of(Hutchinson(limit + 1), limit + 1) == "vmapped"
+    assert layout_of(Hutchinson(2, probe_loop="scanned"), 2) == "scanned"
+    assert layout_of(ExactTrace(), 64) == "vmapped"
 
 
 def test_hutchinson_rejects_bad_settings():
@@ -77,3 +88,5 @@ def test_hutchinson_rejects_bad_settings():
         Hutchinson(1, "uniform")
     with pytest.raises(ValueError, match="mode"):
         Hutchinson(1, mode="sideways")
+    with pytest.raises(ValueError, match="probe_loop"):
+        Hutchinson(1, probe_loop="sideways")

@@ -2,7 +2,6 @@
 equinox, diffrax, optax and numpy alone (and scipy, a dependency of jax), as on a bare
 accelerator image; progress lines need no tqdm."""
 
-import json
 import os
 import subprocess
 import sys
@@ -11,10 +10,12 @@ import numpy as np
 import pytest
 
 from experiments import data
+from experiments.images import save_grid
 from experiments.optional import MissingPackageError
 from experiments.plotting import drawing
 from experiments.progress import Lines
-from tests.test_data import _images, _write_idx_folder
+from tests.conftest import CACHE_VARIABLE
+from tests.test_device_check import check_toy_summary
 
 HIDDEN = ("datasets", "huggingface_hub", "tqdm", "PIL", "matplotlib", "sklearn", "pyarrow", "pandas")
 ENTRY_POINTS = ("train", "table1", "table2", "table3", "figure1", "figure2", "figure3", "figure4", "compare",
@@ -34,39 +35,34 @@ sys.meta_path.insert(0, Hidden())
 """
 
 
-def test_entry_points_run_without_the_optional_packages(tmp_path):
-    """In one fresh process (three would pay JAX's start-up three times): import every entry
-    point, then a tiny mnist-preset train and table1 on an IDX folder."""
+def test_entry_points_and_the_device_check_run_without_the_optional_packages(tmp_path):
+    """In one fresh process (each costs JAX's start-up and its compiles): import every entry
+    point, then run the device check's toy mode (`python -m benchmarks.device_check --toy`:
+    train, resume and table1 on CIFAR-10-format data at two precisions), as on a bare
+    accelerator image; the summary's values are checked."""
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "sitecustomize.py").write_text(HIDE)
-    labels = np.arange(20) % 10
-    data_folder, run, results = tmp_path / "idx", tmp_path / "run", tmp_path / "table1"
-    _write_idx_folder(data_folder, {split: (_images(seed, 20, 28, 28, 1), labels)
-                                    for seed, split in enumerate(("train", "test"))})
-    train_argv = ["--preset", "mnist", "--data", str(data_folder), "--nf", "4", "--ch-mult", "1",
-                  "--num-res-blocks", "1", "--steps", "2", "--batch-size", "4", "--log-every", "1",
-                  "--samples-per-class", "1", "--out", str(run)]
-    table1_argv = ["--run", str(run), "--data", str(data_folder), "--limit", "2", "--probes", "1",
-                   "--rtol", "1e-2", "--atol", "1e-2", "--out", str(results)]
+    out = tmp_path / "out"
     modules = ", ".join(f"experiments.{name}" for name in ENTRY_POINTS)
     script = f"""
-import sys, {modules}
+import sys, {modules}, benchmarks.device_check
 loaded = lambda: sorted(m for m in sys.modules if m.split(".")[0] in {HIDDEN!r})
 print("after imports", loaded())
-experiments.train.main({train_argv!r})
-experiments.table1.main({table1_argv!r})
+benchmarks.device_check.main(["--toy", "--out", {str(out)!r}])
 print("after the runs", loaded())
 """
-    environment = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path / "site"), os.getcwd()]))
+    # Most of the time is compiling: one CPU device (no partitioned programs) and LLVM at -O0
+    # halve it, and the toy's few evaluations hardly notice the slower code.
+    environment = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path / "site"), os.getcwd()]),
+                       SBGC_COMPILATION_CACHE=os.environ.get(CACHE_VARIABLE, str(tmp_path / "cache")),
+                       JAX_NUM_CPU_DEVICES="1",
+                       XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0")
     done = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "after imports []" in done.stdout and "after the runs []" in done.stdout
-    assert "the PIL module is needed for sample grids: pip install pillow" in done.stderr
-    assert "train mnist score: 2/2 step" in done.stderr  # progress lines without tqdm
-    assert len((run / "log.jsonl").read_text().splitlines()) == 2
-    summary = json.loads((results / "table1.json").read_text())
-    assert summary["num_images"] == 2 and np.isfinite(summary["bits_per_dim"])
+    assert "train cifar10 score: 2/2 step" in done.stderr  # progress lines without tqdm
+    check_toy_summary(out)
 
 
 def test_progress_lines_count_rate_and_postfix(capsys):
@@ -89,6 +85,13 @@ def test_a_loader_without_its_package_names_it(monkeypatch):
     with pytest.raises(MissingPackageError, match="the sklearn module is needed for the digits data "
                                                   "set: pip install scikit-learn"):
         data.digits("test")
+
+
+def test_a_sample_grid_without_pillow_is_skipped_and_said(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "PIL", None)
+    save_grid(tmp_path / "grid.png", np.zeros((1, 2, 4, 4, 1), np.uint8))
+    assert not (tmp_path / "grid.png").exists()
+    assert "the PIL module is needed for sample grids: pip install pillow" in capsys.readouterr().err
 
 
 def test_a_picture_without_matplotlib_is_skipped_and_said(monkeypatch, tmp_path, capsys):

@@ -49,7 +49,7 @@ def test_results_files_and_resume(tiny_run, tmp_path, monkeypatch):
 def test_a_transfer_attack_follows_the_elbos_gradients_and_the_exact_classifier_judges(tiny_run, tmp_path):
     """PGD on the ELBO's input gradients (no solver: 0 function evaluations in the attack),
     the adversarial images scored by the exact likelihood (its solver's evaluations)."""
-    summary = run(tiny_run, tmp_path, "--attack-with", "elbo", "--elbo-samples", "4")
+    summary = run(tiny_run, tmp_path, "--attack-with", "elbo", "--attack-elbo-samples", "4")
     lines = [json.loads(line) for line in (tmp_path / "images.jsonl").read_text().splitlines()]
     for line in lines:
         assert line["kind"] == "likelihood" and line["clean"]["cost"]["nfe"] > 0

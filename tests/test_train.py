@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import equinox as eqx
@@ -195,8 +196,11 @@ def test_ema_warm_up_forgets_the_initialisation():
                               attn_resolutions=(), dropout=0.0)
     state = training.init_state(network, 0, optimizer)
     images, labels = np.full((4, 4, 4, 1), 128, np.uint8), np.arange(4)
-    for _ in range(2):  # step 0 has learning rate 0 (warm-up), step 1 moves the parameters
-        state, _ = training.train_step(state, images, labels, optimizer, settings)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nor a donation that XLA declined
+        for _ in range(2):  # step 0 has learning rate 0 (warm-up), step 1 moves the parameters
+            previous, (state, _) = state, training.train_step(state, images, labels, optimizer, settings)
+            assert all(leaf.is_deleted() for leaf in jax.tree.leaves(previous))  # donated
     init = training.init_state(network, 0, optimizer).model
     params = lambda model: jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array))
     moved = False
@@ -238,3 +242,51 @@ def test_kept_checkpoints_and_a_resumed_config_with_its_new_steps(tmp_path):
     run(tmp_path, 6, "--keep-checkpoints", "--resume")
     assert json.loads((tmp_path / "config.json").read_text())["train"]["steps"] == 6
     assert [step for step, _ in checkpoint.kept_checkpoints(tmp_path)] == [2, 4, 6]
+    # A run made before the retention and multi-process options resumes with them.
+    record = json.loads((tmp_path / "config.json").read_text())
+    for name in ("keep_last", "keep_every", "coordinator", "num_processes", "process_id"):
+        del record["train"][name]
+    (tmp_path / "config.json").write_text(json.dumps(record))
+    run(tmp_path, 8, "--keep-checkpoints", "--resume", "--keep-last", "1", "--keep-every", "4")
+    assert [step for step, _ in checkpoint.kept_checkpoints(tmp_path)] == [4, 8]
+
+
+def test_retention_keeps_the_last_and_the_multiples():
+    steps = [2, 4, 6, 8, 10, 12]
+    assert checkpoint.retained(steps, keep_last=0, keep_every=0) == steps
+    assert checkpoint.retained(steps, keep_last=2, keep_every=0) == [10, 12]
+    assert checkpoint.retained(steps, keep_last=2, keep_every=4) == [4, 8, 10, 12]
+    with pytest.raises(ValueError, match="add --keep-checkpoints"):
+        run(Path("unused"), 2, "--keep-last", "2")
+
+
+def tiny_state() -> training.TrainState:
+    """A 4x4 network's state: typed-key data as uint32, a step scalar, Adam's moments."""
+    config = training.resolve(training.TrainConfig(preset="digits", batch_size=4, lr_schedule="constant",
+                                                   warmup_steps=1, ema_decay=0.999))
+    network = score.NetConfig(image_size=4, channels=1, num_classes=4, nf=4, ch_mult=(1,), num_res_blocks=1,
+                              attn_resolutions=(), dropout=0.0)
+    return training.init_state(network, 0, training.make_optimizer(config))
+
+
+def test_a_background_save_writes_the_bytes_of_a_synchronous_one(tmp_path):
+    state = tiny_state()
+    checkpoint.write_checkpoint(tmp_path, checkpoint.serialised(state), "synchronous.eqx")
+    with checkpoint.BackgroundSaver() as saver:
+        saver.save(state, lambda host: checkpoint.write_checkpoint(tmp_path, checkpoint.serialised(host),
+                                                                   "background.eqx"))
+    assert (tmp_path / "background.eqx").read_bytes() == (tmp_path / "synchronous.eqx").read_bytes()
+    assert int(checkpoint.load_state(tmp_path, state, "background.eqx").step) == 0
+
+
+def test_a_failed_background_save_raises_where_it_is_waited_for(tmp_path):
+    (tmp_path / "file").write_text("")
+    state = tiny_state()
+    with pytest.raises(NotADirectoryError):  # the worker's error, raised by the next save
+        with checkpoint.BackgroundSaver() as saver:
+            saver.save(state, lambda host: checkpoint.write_checkpoint(tmp_path / "file" / "run", b""))
+            saver.save(state, lambda host: None)
+    with pytest.raises(NotADirectoryError):  # ... or by leaving the block, even for another error
+        with checkpoint.BackgroundSaver() as saver:
+            saver.save(state, lambda host: checkpoint.write_checkpoint(tmp_path / "file" / "run", b""))
+            raise KeyboardInterrupt
