@@ -94,9 +94,12 @@ DivergenceEstimator = Hutchinson | ExactTrace
 #   one copy, the batch of one probe.
 # - "auto": unrolled up to `UNROLLED_PROBES[backend]` probes, vmapped beyond.
 PROBE_LOOPS = ("auto", "unrolled", "vmapped", "scanned")
-# Per backend: on CPU unrolled JVPs were 1.3-1.5x faster than vmapped ones at 2-8 probes and
-# compiled in seconds up to 8; accelerators favour one large batch (not yet measured here).
-UNROLLED_PROBES = {"cpu": 8}
+# Per backend. On CPU unrolled JVPs ran fastest at every count from 2 probes (2x the vmapped
+# ones at 30 on the digits network), for about a second more of compiling per probe at 8x8
+# (benchmarks/README.md). Elsewhere one copy of the network in a large batch: the layout an
+# accelerator favours, and 31 copies took minutes to compile for the cifar10 network (not
+# measured on a GPU here: `python -m benchmarks.probes --preset cifar10` on one decides).
+UNROLLED_PROBES = {"cpu": 32}
 
 
 def layout_of(estimator: DivergenceEstimator, num_probes: int) -> str:
