@@ -18,7 +18,7 @@ what it had done (benchmarks/timed_stages.py):
 
 The entry points run in this process (`main(argv)`), so that JAX starts once and a stage
 compiles only what the stages before it did not; the resumed run still reads its state from
-the checkpoint on disk (and compiles its step again, see FULL).
+the checkpoint on disk (and reuses the compiled step).
 The data and the run go to --work (default: a temporary folder, removed at the end); --out
 gets device_check.json and device_check.md, rewritten after every stage, and each table's
 per-image records (NAME.jsonl). benchmarks/README.md, "Device check", says how to run it.
@@ -105,8 +105,7 @@ class CheckSizes:
 # Full: the cifar10 network (67 M parameters) at the paper's batch, warmed up in 20 steps instead
 # of 5,000 so that 300 steps leave a network that has learned something (a fresh one predicts
 # zero noise, the easiest ODE for the tables: docs/method.md §2.6). The limits are guesses made
-# without a GPU, compiling included (the resumed run compiles its step again: a fresh state's
-# step counter is weakly typed, a loaded one's is not), to be replaced by what a run measures.
+# without a GPU, compiling included, to be replaced by what a run measures.
 FULL = CheckSizes(train_per_batch=512, test_images=100, train_options=("--warmup-steps", "20"), batch_size=128,
                   steps=200, resume_steps=100, log_every=50, images=3, cpu=Estimate.of("digits"),
                   paper=Estimate.of("cifar10"),

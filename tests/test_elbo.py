@@ -6,6 +6,7 @@ so matching the closed form within the Monte Carlo error checks every constant
 and weight of the estimator.
 """
 
+import dataclasses
 import math
 
 import equinox as eqx
@@ -170,13 +171,11 @@ def test_the_bound_lies_below_the_exact_likelihood_of_an_undertrained_model(tiny
     assert gap.mean() > 3 * gap.std(ddof=1) / math.sqrt(len(gap)), gap
 
 
-def test_built_for_input_gradients_the_elbo_gives_the_same_scores_and_gradients(tiny_run):
+def test_built_for_input_gradients_the_elbo_has_the_reverse_mode_network_and_nothing_else_changed(tiny_run):
     """`attacks.for_input_gradients` swaps in the reverse-mode network (a transfer attack's
-    gradients): the same bound and the same input gradient, up to float rounding."""
-    classifier = ELBOClassifier(load_run(tiny_run).model, samples=4)
+    gradients), whose values and input derivatives are the network's (tests/test_score.py)."""
+    classifier = ELBOClassifier(load_run(tiny_run).model, samples=4, batch_size=7)
     fast = for_input_gradients(classifier, "solver")
-    assert isinstance(fast, ELBOClassifier) and fast.network is not classifier.network
-    image, key = jax.random.uniform(jax.random.key(0), (1, 8, 8)), jax.random.key(1)
-    value_and_gradient = lambda c: jax.value_and_grad(lambda x: c.image_scores(x, key)[0][3])(image)
-    for expected, got in zip(value_and_gradient(classifier), value_and_gradient(fast)):
-        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    assert isinstance(fast, ELBOClassifier) and fast.network.config.reverse_mode
+    assert not classifier.network.config.reverse_mode
+    assert eqx.tree_equal(dataclasses.replace(fast, network=classifier.network), classifier)

@@ -88,7 +88,8 @@ def test_a_loader_without_its_package_names_it(monkeypatch):
 
 
 def test_a_sample_grid_without_pillow_is_skipped_and_said(monkeypatch, tmp_path, capsys):
-    monkeypatch.setitem(sys.modules, "PIL", None)
+    for name in ("PIL", "PIL.Image", "PIL.ImageDraw"):  # as if not installed, though imported before
+        monkeypatch.setitem(sys.modules, name, None)
     save_grid(tmp_path / "grid.png", np.zeros((1, 2, 4, 4, 1), np.uint8))
     assert not (tmp_path / "grid.png").exists()
     assert "the PIL module is needed for sample grids: pip install pillow" in capsys.readouterr().err
