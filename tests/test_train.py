@@ -291,3 +291,10 @@ def test_a_failed_background_save_raises_where_it_is_waited_for(tmp_path):
         with checkpoint.BackgroundSaver() as saver:
             saver.save(state, lambda host: checkpoint.write_checkpoint(tmp_path / "file" / "run", b""))
             raise KeyboardInterrupt
+
+
+def test_retention_options_need_kept_checkpoints():
+    with pytest.raises(ValueError, match="--keep-last and --keep-every choose among the kept checkpoints"):
+        training.resolve(training.TrainConfig(keep_last=2))
+    with pytest.raises(ValueError, match="--keep-every keeps checkpoints that --keep-last would drop"):
+        training.resolve(training.TrainConfig(keep_checkpoints=True, keep_every=100))
