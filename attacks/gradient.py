@@ -42,7 +42,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 import score
 from attacks.pgd import GradientFn
-from classify import Classifier, ELBOClassifier, LikelihoodClassifier
+from classify import Classifier, LikelihoodClassifier
 from likelihood import Hutchinson
 
 Route = Literal["solver", "adjoint"]
@@ -58,20 +58,19 @@ def adjoint_of(route: Route) -> diffrax.AbstractAdjoint:
 
 def for_input_gradients(classifier: Classifier, route: Route) -> Classifier:
     """The same classifier (same numbers) built for fast input gradients on `route`: a
-    score network's convolutions for reverse mode on the solver route (module docstring),
-    and in an ELBO's network (no solver; its `lax.map` over batches is a loop too: 3.3x
-    faster in one uncommitted timing of a digits ELBO-20 gradient)."""
+    score network's convolutions for reverse mode (module docstring). In the likelihood
+    classifier only on the solver route, with its probes as VJPs; in the ELBO always (no
+    solver, but its `lax.map` over batches is a loop too: 3.3x faster in one uncommitted
+    timing of a digits ELBO-20 gradient)."""
     adjoint_of(route)  # checks the name
-    if isinstance(classifier, ELBOClassifier) and isinstance(classifier.network, score.ScoreNet):
-        return dataclasses.replace(classifier, network=score.for_reverse_mode(classifier.network))
-    reverse = (route == "solver" and isinstance(classifier, LikelihoodClassifier)
-               and isinstance(classifier.network, score.ScoreNet)
-               and isinstance(classifier.divergence, Hutchinson))
-    if not reverse:
+    if not isinstance(getattr(classifier, "network", None), score.ScoreNet):
         return classifier
-    divergence = dataclasses.replace(classifier.divergence, mode="reverse")
-    return dataclasses.replace(classifier, network=score.for_reverse_mode(classifier.network),
-                               divergence=divergence)
+    if isinstance(classifier, LikelihoodClassifier):
+        if route != "solver" or not isinstance(classifier.divergence, Hutchinson):
+            return classifier
+        classifier = dataclasses.replace(classifier, divergence=dataclasses.replace(classifier.divergence,
+                                                                                    mode="reverse"))
+    return dataclasses.replace(classifier, network=score.for_reverse_mode(classifier.network))
 
 
 def cross_entropy(label: int | Array) -> Callable[[Float[Array, " k"]], Float[Array, ""]]:

@@ -86,9 +86,9 @@ class ExactTrace(eqx.Module):
 DivergenceEstimator = Hutchinson | ExactTrace
 
 # The layouts of n forward-mode products v . (J v) (`python -m benchmarks.probes`, benchmarks/README.md):
-# - "unrolled": n `jax.jvp` calls, whose identical primal passes XLA merges. Fastest on CPU at
-#   few probes, but the program holds n copies of the tangent pass, so tracing and compiling
-#   grow with n (minutes at 30 probes for the cifar10 network).
+# - "unrolled": n `jax.jvp` calls, whose identical primal passes XLA merges. Fastest on CPU,
+#   but the program holds n copies of the tangent pass, so tracing and compiling grow with n
+#   (minutes at 30 probes for the cifar10 network).
 # - "vmapped": one `jax.linearize`, the n tangents vmapped: one copy, an n times larger batch.
 # - "scanned": the linearised function mapped over the probes one at a time (`jax.lax.map`):
 #   one copy, the batch of one probe.
