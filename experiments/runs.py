@@ -9,7 +9,7 @@ import jax
 import numpy as np
 
 from experiments import checkpoint
-from experiments.training import Network, TrainConfig, init_state, make_optimizer, network_config
+from experiments.training import Network, NetworkConfig, TrainConfig, init_state, make_optimizer, network_config
 
 
 class Run(NamedTuple):
@@ -34,6 +34,18 @@ class Run(NamedTuple):
         return {"step": self.step, "parameters_sha1": digest.hexdigest()}
 
 
+def saved_network(record: dict, config: TrainConfig) -> NetworkConfig:
+    """The network a run was made with, as its config.json says: a preset may have changed
+    since (fashion-mnist went from nf 16 to 32). Runs older than that record: the preset's."""
+    if "network" not in record:
+        return network_config(config)
+    fields = {name: tuple(value) if isinstance(value, list) else value for name, value in record["network"].items()}
+    try:
+        return type(network_config(config))(**fields)
+    except TypeError as error:
+        raise checkpoint.CheckpointError(f"{config.out / checkpoint.CONFIG_FILE}: network: {error}") from error
+
+
 def load_run(folder: Path | str, checkpoint_name: str = checkpoint.CHECKPOINT_FILE) -> Run:
     """The run in `folder`, read from its config.json and its last checkpoint (or the kept
     checkpoint `checkpoint_name`)."""
@@ -46,6 +58,6 @@ def load_run(folder: Path | str, checkpoint_name: str = checkpoint.CHECKPOINT_FI
             f"{folder / checkpoint.CONFIG_FILE}: not a config of experiments.train ({error})"
         ) from error
     optimizer = make_optimizer(config)
-    like = jax.eval_shape(lambda: init_state(network_config(config), config.seed, optimizer))
+    like = jax.eval_shape(lambda: init_state(saved_network(record, config), config.seed, optimizer))
     state = checkpoint.load_state(folder, like, checkpoint_name)
     return Run(config, state.ema_model, int(state.step))

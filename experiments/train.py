@@ -3,8 +3,9 @@
     python -m experiments.train --preset digits --out runs/digits
     python -m experiments.train --preset digits --model wrn --out runs/digits-wrn
 
-Score networks (`--model score`, the default): likelihood weighting with
-importance-sampled t under the subVP SDE (docs/method.md §3), Adam with linear
+Score networks (`--model score`, the default): the preset's time weighting
+(likelihood weighting with importance-sampled t, or for fashion-mnist the
+unweighted loss) under the subVP SDE (docs/method.md §3), Adam with linear
 warm-up and global-norm clipping, an EMA (with warm-up) of the parameters.
 WideResNets (`--model wrn`, `baseline`): cross-entropy on dequantised images
 with random flips (where the preset flips) and random reflection-padded crops,
@@ -64,9 +65,11 @@ def _check_run_folder(config: TrainConfig) -> None:
                             if f.name not in saved and getattr(config, f.name) == f.default)
         # How often to save and which checkpoints to keep change no number of the run.
         # Nor does where it runs (a resume on another machine), which the record tells.
+        # A WRN has no time weighting (runs made before it was a preset's say "likelihood_is").
+        no_weighting = ("train.weighting",) if config.model == "wrn" else ()
         ignored = ("train.steps", "train.resume", "train.out", "train.checkpoint_minutes", "train.keep_last",
                    "train.keep_every", *(f"train.{name}" for name in backend.WHERE_OPTIONS),
-                   *backend.RECORD_KEYS, *added_later)
+                   *backend.RECORD_KEYS, *added_later, *no_weighting)
         checkpoint.check_same_config(folder, _run_record(config), ignore=ignored)
     elif (folder / checkpoint.CHECKPOINT_FILE).exists():
         raise checkpoint.CheckpointError(

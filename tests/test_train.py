@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import score
-from experiments import checkpoint, train, training
+from experiments import checkpoint, runs, train, training
 from experiments.cli import parse_config
 from tests.conftest import TINY_TRAINING, assert_replotted, counting, ctrl_c, not_handled, signal_handled_by
 
@@ -123,6 +123,21 @@ def test_a_float64_process_is_told_why_a_checkpoint_does_not_load(tiny_run):
 def test_mismatched_settings_are_named(tiny_run):
     with pytest.raises(checkpoint.CheckpointError, match=r"train\.learning_rate: saved 0\.002, now 0\.01"):
         run(tiny_run, 6, "--resume", "--learning-rate", "0.01")
+
+
+def test_a_run_loads_with_its_own_network_after_its_preset_changed(tiny_run, tmp_path):
+    """A run records its network: a preset changed since (fashion-mnist's nf 16 -> 32) still
+    loads it, and a record of another network type is named."""
+    folder = tmp_path / "run"
+    shutil.copytree(tiny_run, folder)
+    record = json.loads((folder / "config.json").read_text())
+    record["train"]["nf"] = None  # as if the preset's nf (16 for digits) had made it, not --nf 8
+    (folder / "config.json").write_text(json.dumps(record))
+    assert runs.load_run(folder).model.config.nf == 8
+    record["network"]["width"] = 2
+    (folder / "config.json").write_text(json.dumps(record))
+    with pytest.raises(checkpoint.CheckpointError, match=r"config\.json: network: .*width"):
+        runs.load_run(folder)
 
 
 def test_missing_checkpoint_and_overwrite_are_refused(tiny_run, tmp_path):

@@ -3,14 +3,17 @@
 # every arm evaluated on the same 300 seeded test images with cheap settings (1 probe).
 # Resumable: rerun the same command after any interruption.
 #   nohup results/fashion-mnist/study/run.sh > runs/study.log 2>&1 &
-# Arms: NAME and the train options that differ from the preset.
+# Arms: NAME and the train options that differ from the preset. The arms ran under the preset of
+# before the study (nf 16, likelihood weighting, the one each option below changes); `--nf` and
+# `--weighting` now name those values, since the fashion-mnist preset became the study's
+# outcome (nf 32, unweighted).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 STEPS=${STEPS:-1500}
 arms=(
-  "likelihood_is --weighting likelihood_is"
-  "none --weighting none"
-  "mixture --weighting mixture"
+  "likelihood_is --weighting likelihood_is --nf 16"
+  "none --weighting none --nf 16"
+  "mixture --weighting mixture --nf 16"
   "none_nf32 --weighting none --nf 32"
 )
 for arm in "${arms[@]}"; do
