@@ -5,8 +5,9 @@
 
 On the same seeded test images (--images, 200) it classifies with today's
 default (the preset's settings) and with each lever, alone and combined:
-fewer probes, other Runge-Kutta pairs (Tsit5, and Heun of order 2) and a looser
-tolerance. Per row: accuracy, predictions that differ from the default's,
+fewer probes, other Runge-Kutta pairs (Tsit5, and Heun of order 2), a looser
+tolerance, error norms that control log p (docs/method.md §4.3) and early label
+elimination (a shortlist, §4.8). Per row: accuracy, predictions that differ from the default's,
 solver function evaluations, network passes and seconds per image (the median
 over chunks, compiling left out; all rows in one process, so their ratios are
 what carries over between machines), and, on the first --reference-images
@@ -14,6 +15,12 @@ what carries over between machines), and, on the first --reference-images
 16 probes in one solve) and the accuracy there beside the reference's. Every
 estimate is cached in RUN/estimates (shared with figure3 and
 benchmarks.classify): a rerun computes only what is new.
+
+The solver-error curve (`curve.md`, `curve.png`) isolates the solver from the
+probes: on the reference images with one probe, each error norm (`rms`,
+`log-p`, `max`, docs/method.md §4.3) at each tolerance of CURVE_TOLERANCES
+against the same probe at rtol = atol = 1e-5 (RMS norm): NFE against mean
+|delta log p| and predictions changed.
 """
 
 import argparse
@@ -26,10 +33,13 @@ import numpy as np
 from experiments.data import load_dataset
 from experiments.estimates import EstimateOptions, classifier_of, estimate_images, resolve, seconds_per_image
 from experiments.files import write_json, write_text
+from experiments.plotting import drawing, save_png
 from experiments.results import evaluation_order
 from experiments.runs import load_run
 
 REFERENCE = {"probes": 16, "rtol": 1e-5, "atol": 1e-5}
+CURVE_TOLERANCES = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3)
+CURVE_NORMS = ("rms", "log-p", "max")
 
 
 def levers(default: EstimateOptions) -> list[tuple[str, EstimateOptions]]:
@@ -44,6 +54,12 @@ def levers(default: EstimateOptions) -> list[tuple[str, EstimateOptions]]:
         ("heun, rtol 1e-2", change(solver="heun", **loose)),
         *[(f"{n} probe(s), rtol 1e-2", change(probes=n, **loose)) for n in (1, 2)],
         *[(f"{n} probe(s), heun, rtol 1e-2", change(probes=n, solver="heun", **loose)) for n in (1, 2)],
+        *[(f"error norm {norm}", change(error_norm=norm)) for norm in ("log-p", "max")],
+        ("log-p norm, rtol 1e-2", change(error_norm="log-p", **loose)),
+        *[(f"{n} probe(s), log-p norm, rtol 1e-2", change(probes=n, error_norm="log-p", **loose)) for n in (1, 2)],
+        ("shortlist 3 of a 1-probe pass at 1e-2", change(shortlist=3, first_pass_tolerance=1e-2)),
+        ("2 probes, rtol 1e-2, shortlist 3 of a pass at 1e-1",
+         change(probes=2, shortlist=3, first_pass_tolerance=1e-1, **loose)),
     ]
 
 
@@ -51,6 +67,54 @@ def estimate(run, test, indices, options: EstimateOptions, *, seed: int, cache: 
     result = estimate_images(classifier_of(run, options), test, indices, key=jax.random.key(seed),
                              images_per_solve=options.images_per_solve, cache=cache, desc=desc)
     return {**result, "seconds_per_image": seconds_per_image(result["seconds"], result["compiling"])}
+
+
+def solver_curve(run, test, indices, default: EstimateOptions, *, seed: int, cache: Path) -> dict:
+    """NFE and |delta log p| of every (norm, tolerance), one probe, against the same probe's
+    tight solve on `indices`."""
+    one_probe = dataclasses.replace(default, probes=1)
+    tight = estimate(run, test, indices, dataclasses.replace(one_probe, rtol=1e-5, atol=1e-5), seed=seed,
+                     cache=cache, desc="curve: tight")
+    curves = {}
+    for norm in CURVE_NORMS:
+        curves[norm] = []
+        for tolerance in CURVE_TOLERANCES:
+            options = dataclasses.replace(one_probe, error_norm=norm, rtol=tolerance, atol=tolerance)
+            result = estimate(run, test, indices, options, seed=seed, cache=cache,
+                              desc=f"curve: {norm} {tolerance:g}")
+            curves[norm].append({
+                "tolerance": tolerance,
+                "nfe_per_image": float(np.mean(result["nfe"])),
+                "seconds_per_image": float(result["seconds_per_image"]),
+                "mean_abs_delta_log_p": float(np.mean(np.abs(result["scores"] - tight["scores"]))),
+                "predictions_differing": int(np.sum(result["prediction"] != tight["prediction"])),
+            })
+    return {"images": len(indices), "tight_nfe_per_image": float(np.mean(tight["nfe"])), "curves": curves}
+
+
+def curve_markdown(curve: dict) -> str:
+    lines = ["| error norm | rtol = atol | NFE / image | s / image | mean abs Δ log p (nats) | ≠ tight |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for norm, points in curve["curves"].items():
+        for p in points:
+            lines.append(f"| {norm} | {p['tolerance']:g} | {p['nfe_per_image']:,.0f} | {p['seconds_per_image']:.3g} "
+                         f"| {p['mean_abs_delta_log_p']:.3g} | {p['predictions_differing']} |")
+    lines.append(f"\n{curve['images']} seeded test images, 1 probe; each row against the same probe solved at "
+                 f"rtol = atol = 1e-5 with the RMS norm ({curve['tight_nfe_per_image']:,.0f} NFE per image), so the "
+                 "differences are the solver's alone.")
+    return "\n".join(lines)
+
+
+@drawing
+def plot_curve(plt, path: Path, curve: dict, title: str) -> None:
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for norm, points in curve["curves"].items():
+        axis.plot([p["nfe_per_image"] for p in points], [p["mean_abs_delta_log_p"] for p in points],
+                  marker="o", label=f"{norm} norm")
+    axis.set(xscale="log", yscale="log", xlabel="solver function evaluations per image",
+             ylabel="mean |Δ log p| against rtol 1e-5 (nats)", title=title)
+    axis.legend()
+    save_png(path, figure)
 
 
 def row(name: str, result: dict, default: dict, reference: dict, labels: np.ndarray) -> dict:
@@ -113,6 +177,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                  "accuracy": float(np.mean(solved["prediction"] == labels[:len(near)])),
                  "seconds_per_image": float(solved["seconds_per_image"]),
                  "nfe_per_image": float(np.mean(solved["nfe"]))}
+    curve = solver_curve(run, test, near, default_options, seed=args.seed, cache=cache)
     default = results[levers(default_options)[0][0]]
     rows = [row(name, results[name], default, reference, labels) for name, _ in levers(default_options)]
     text = markdown(rows, reference, len(indices))
@@ -121,6 +186,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     write_text(out / "cost.md", text)
     write_json(out / "cost.json", {"run": str(args.run), "images": len(indices), "rows": rows,
                                    "reference": {k: v for k, v in reference.items() if k not in ("scores", "prediction")}})
+    write_text(out / "curve.md", curve_markdown(curve))
+    write_json(out / "curve.json", curve)
+    plot_curve(out / "curve.png", curve, f"{run.config.preset}: solver error against cost, 1 probe")
+    print(curve_markdown(curve))
     return rows
 
 

@@ -26,7 +26,8 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int, Integer, PRNGKeyArray
+import optimistix as optx
+from jaxtyping import Array, Float, Int, Integer, PRNGKeyArray, PyTree
 
 from classify.decision import predict
 from classify.likelihoods import LabelNoiseFn, batch_class_log_likelihoods, network_classes
@@ -95,6 +96,8 @@ class LikelihoodClassifier(eqx.Module):
     off. `shortlist`: solve only that many best labels of a first pass with one
     probe at rtol = atol = `first_pass_tolerance` (early elimination, §4.8). `dt0`: the
     solver's first step (None: diffrax's choice, `likelihood.batch_log_likelihood`).
+    `norm`: the step-size controller's error norm (§4.3; `likelihood.log_p_norm` controls
+    the log p entries alone).
     """
 
     kind: ClassVar[Kind] = "likelihood"
@@ -105,6 +108,7 @@ class LikelihoodClassifier(eqx.Module):
     divergence: Hutchinson | ExactTrace
     solver: diffrax.AbstractRungeKutta
     batching: OneSolve | VmappedSolves
+    norm: Callable[[PyTree], Array] = eqx.field(static=True)
     rtol: float = eqx.field(static=True)
     atol: float = eqx.field(static=True)
     t0: float = eqx.field(static=True)
@@ -132,8 +136,9 @@ class LikelihoodClassifier(eqx.Module):
         levels: int = 256,
         num_classes: int | None = None,
         dt0: float | None = None,
+        norm: Callable[[PyTree], Array] = optx.rms_norm,
     ):
-        self.network, self.sde, self.divergence = network, sde, divergence
+        self.network, self.sde, self.divergence, self.norm = network, sde, divergence, norm
         self.rtol, self.atol, self.t0, self.solver, self.batching = rtol, atol, t0, solver, batching
         self.share_noise, self.shortlist, self.first_pass_tolerance = share_noise, shortlist, first_pass_tolerance
         self.levels, self.dt0 = levels, dt0
@@ -145,7 +150,7 @@ class LikelihoodClassifier(eqx.Module):
         """The keywords of `classify.batch_class_log_likelihoods` that this classifier fixes."""
         return dict(divergence=self.divergence, share_noise=self.share_noise, batching=self.batching,
                     rtol=self.rtol, atol=self.atol, t0=self.t0, solver=self.solver, levels=self.levels,
-                    dt0=self.dt0)
+                    dt0=self.dt0, norm=self.norm)
 
     def _passes_per_evaluation(self, x: Float[Array, "n c h w"]) -> int:
         """Network passes per (image, label) at one function evaluation: the forward and a JVP

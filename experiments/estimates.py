@@ -29,6 +29,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optimistix as optx
 from jaxtyping import Int64, PRNGKeyArray, UInt8
 
 import score
@@ -40,13 +41,14 @@ from experiments.parallel import data_parallel, split_or_replicated
 from experiments.progress import progress
 from experiments.results import EvaluationConfig, chunked, run_chunks, running_accuracy
 from experiments.runs import Run
-from likelihood import Hutchinson, OneSolve, VmappedSolves
+from likelihood import Hutchinson, OneSolve, VmappedSolves, log_p_norm, part_max_norm
 
 # Adaptive Runge-Kutta pairs: 5(4) Dormand-Prince (the paper's) and Tsitouras, 2(1) Heun
 # (benchmarks/cost.py measures each). Not Bosh3: with a given first step diffrax evaluates it
 # more often than its FSAL tableau says (143 against 142 in one solve), so its counts would lie.
 SOLVERS = {"dopri5": diffrax.Dopri5(), "tsit5": diffrax.Tsit5(), "heun": diffrax.Heun()}
 BATCHING = {"one-solve": OneSolve(), "vmapped": VmappedSolves()}
+ERROR_NORMS = {"rms": optx.rms_norm, "log-p": log_p_norm, "max": part_max_norm}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +65,9 @@ class EstimateOptions:
     atol: float | None = option("absolute tolerance of the solver", above=0)
     t0: float = option("start time of the likelihood ODE", 1e-5, above=0)
     solver: Literal["dopri5", "tsit5", "heun"] = option("adaptive Runge-Kutta solver", "dopri5")
+    error_norm: Literal["rms", "log-p", "max"] = option(
+        "the step-size controller's error norm (docs/method.md §4.3): the RMS over pixels and log p, "
+        "log p's entries alone, or the larger of the two parts' RMS", "rms")
     batching: Literal["one-solve", "vmapped"] = option(
         "one shared solve per chunk, or a solve per image-label", "one-solve"
     )
@@ -143,7 +148,7 @@ def classifier_of(run: Run, options: EstimateOptions | None = None) -> Classifie
         rtol=options.rtol, atol=options.atol,
         t0=options.t0, solver=SOLVERS[options.solver], batching=BATCHING[options.batching],
         share_noise=options.share_noise, shortlist=options.shortlist,
-        first_pass_tolerance=options.first_pass_tolerance,
+        first_pass_tolerance=options.first_pass_tolerance, norm=ERROR_NORMS[options.error_norm],
     )
 
 
@@ -233,6 +238,18 @@ def classify_test_images(
     )
 
 
+def fingerprint(classifier: Classifier, test: Split, indices: np.ndarray, key: PRNGKeyArray,
+                images_per_solve: int) -> str:
+    """A name for the estimates of `estimate_images`, from every input that decides them."""
+    arrays, static = eqx.partition(classifier, eqx.is_array)
+    digest = hashlib.sha1(json.dumps(
+        [eqx.tree_pformat(static, short_arrays=False), jax.random.key_data(key).tolist(), images_per_solve]
+    ).encode())
+    for array in (test.images[indices], test.labels[indices], *jax.tree.leaves(arrays)):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:20]
+
+
 def estimate_images(
     classifier: Classifier,
     test: Split,
@@ -251,13 +268,7 @@ def estimate_images(
     the images and labels), and a later call with the same inputs reads them
     back instead of solving again.
     """
-    arrays, static = eqx.partition(classifier, eqx.is_array)
-    fingerprint = hashlib.sha1(json.dumps(
-        [eqx.tree_pformat(static, short_arrays=False), jax.random.key_data(key).tolist(), images_per_solve]
-    ).encode())
-    for array in (test.images[indices], test.labels[indices], *jax.tree.leaves(arrays)):
-        fingerprint.update(np.ascontiguousarray(array).tobytes())
-    path = cache and cache / f"{fingerprint.hexdigest()[:20]}.npz"
+    path = cache and cache / f"{fingerprint(classifier, test, indices, key, images_per_solve)}.npz"
     if path is not None and path.exists():
         with np.load(path) as saved:
             return dict(saved)

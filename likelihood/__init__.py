@@ -10,6 +10,8 @@ from likelihood.ode import (
     VmappedSolves,
     batch_log_likelihood,
     log_likelihood,
+    log_p_norm,
+    part_max_norm,
 )
 from likelihood.sampling import sample_probability_flow
 
@@ -30,8 +32,10 @@ __all__ = [
     "elbo",
     "elbo_offset",
     "log_likelihood",
+    "log_p_norm",
     "noised",
     "pair_estimate",
+    "part_max_norm",
     "rescale",
     "sample_probability_flow",
     "to_model_space",

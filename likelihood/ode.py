@@ -48,6 +48,24 @@ class LikelihoodStats(eqx.Module):
     channel_log_probs: Float[Array, "*b m"]
 
 
+# Error norms for the step-size controller (docs/method.md §4.3). Each gets the state's error
+# scaled by atol + rtol |y|, as the pair (pixels, log p channels), and returns one number that
+# must stay below 1. diffrax's default RMS weighs the log p entries as single pixels among
+# thousands (docs/cpu.md trap 4); the two others control them directly.
+def log_p_norm(scaled_error: PyTree) -> Array:
+    """The RMS of the log p entries alone: the pixels' errors steer the step size only through
+    what they do to log p."""
+    _, log_p_error = scaled_error
+    return optx.rms_norm(log_p_error)
+
+
+def part_max_norm(scaled_error: PyTree) -> Array:
+    """The larger of the pixels' RMS and the log p entries' RMS: log p weighs as much as every
+    pixel together."""
+    pixel_error, log_p_error = scaled_error
+    return jnp.maximum(optx.rms_norm(pixel_error), optx.rms_norm(log_p_error))
+
+
 def _evaluations_per_step(solver: diffrax.AbstractRungeKutta) -> tuple[int, int]:
     """(evaluations before the first step, evaluations per step attempt).
 

@@ -4,6 +4,7 @@ import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optimistix as optx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -17,6 +18,8 @@ from likelihood import (
     bits_per_dim,
     dequantize,
     log_likelihood,
+    log_p_norm,
+    part_max_norm,
 )
 from sde import SubVPSDE, VPSDE
 from tests.gaussian_model import exact_noise_fn, ode_log_likelihood
@@ -46,6 +49,33 @@ def test_exact_trace_likelihood_matches_closed_form(sde, seed, num_dims, scale):
     expected = ode_log_likelihood(sde, x, means[0], scale, T0)
     assert abs(float(log_prob) - float(expected)) <= 1e-3 * num_dims
     assert int(stats.num_steps) > 0
+
+
+@given(pixels=st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=20),
+       log_p=st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=3))
+def test_error_norms_weigh_the_log_p_entries(pixels, log_p):
+    """`log-p` sees the log p entries alone; `max` is at least the RMS over the whole state."""
+    state = (jnp.asarray(pixels), jnp.asarray(log_p))
+    other_pixels = (jnp.asarray(pixels) * 2 + 1, jnp.asarray(log_p))
+    assert float(log_p_norm(state)) == float(log_p_norm(other_pixels)) == pytest.approx(
+        float(jnp.sqrt(jnp.mean(jnp.asarray(log_p) ** 2))))
+    whole = float(optx.rms_norm(state))
+    assert float(part_max_norm(state)) >= max(whole, float(log_p_norm(state))) * (1 - 1e-6)
+
+
+def test_every_error_norm_solves_to_the_closed_form_and_changes_the_steps():
+    sde = SubVPSDE()
+    means, x = gaussian_problem(3, 48, 0.3)
+    noise_fn = exact_noise_fn(sde, means, 0.3)
+    expected = float(ode_log_likelihood(sde, x, means[0], 0.3, T0))
+    nfe = {}
+    for norm in (optx.rms_norm, log_p_norm, part_max_norm):
+        log_prob, stats = log_likelihood(lambda x_, t: noise_fn(x_, t, 0), sde, x, key=jax.random.key(0),
+                                         divergence=ExactTrace(), rtol=1e-3, atol=1e-3, norm=norm)
+        assert float(log_prob) == pytest.approx(expected, abs=0.01)
+        nfe[norm.__name__] = int(stats.num_function_evaluations)
+    # The max of the two parts is the strictest; the three controllers take different steps.
+    assert nfe["part_max_norm"] >= nfe["rms_norm"] and len(set(nfe.values())) > 1, nfe
 
 
 def test_probes_of_a_linear_isotropic_field_are_exact():
