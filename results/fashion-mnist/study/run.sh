@@ -22,10 +22,7 @@ for arm in "${arms[@]}"; do
   # An arm whose table1 is committed is done, on this machine or another.
   [ -f "results/fashion-mnist/study/$name/table1/table1.json" ] && continue
   # A training stopped on another machine continues from its committed checkpoint.
-  saved="results/fashion-mnist/study/$name/resume"
-  if [ ! -f "$run/checkpoint.eqx" ] && [ -f "$saved/checkpoint.eqx" ]; then
-    mkdir -p "$run" && cp "$saved"/checkpoint.eqx "$saved"/config.json "$saved"/log.jsonl "$run"/
-  fi
+  results/snapshot.sh restore "$run" "results/fashion-mnist/study/$name/resume"
   resume=""; [ -f "$run/checkpoint.eqx" ] && resume="--resume"
   .venv/bin/python -m experiments.train --preset fashion-mnist --steps "$STEPS" --out "$run" $resume $options
   .venv/bin/python -m experiments.table1 --run "$run" --limit 300 --probes 1 \
