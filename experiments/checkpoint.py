@@ -2,7 +2,8 @@
 
 A run folder holds `config.json` (every setting of the run, written once),
 `checkpoint.eqx` (the training state's leaves) and whatever the entry point
-adds. Files are written atomically (`experiments.files`), so an interrupted
+adds; an exported one (`experiments.export`) holds `model.eqx`, the evaluated
+model and its step, instead of the checkpoint. Files are written atomically (`experiments.files`), so an interrupted
 write never leaves a half-written checkpoint behind. Training saves in the
 background (`BackgroundSaver`).
 """
@@ -24,6 +25,7 @@ from experiments.files import write_atomically
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.eqx"
+MODEL_FILE = "model.eqx"  # experiments.export: the evaluated model alone
 KEPT_CHECKPOINTS = "checkpoints"  # experiments.train --keep-checkpoints
 
 

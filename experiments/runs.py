@@ -7,6 +7,7 @@ from typing import NamedTuple
 import equinox as eqx
 import jax
 import numpy as np
+from jaxtyping import Array, Int
 
 from experiments import checkpoint
 from experiments.training import Network, NetworkConfig, TrainConfig, init_state, make_optimizer, network_config
@@ -46,9 +47,17 @@ def saved_network(record: dict, config: TrainConfig) -> NetworkConfig:
         raise checkpoint.CheckpointError(f"{config.out / checkpoint.CONFIG_FILE}: network: {error}") from error
 
 
+class Exported(eqx.Module):
+    """What `experiments.export` writes as model.eqx: a run's evaluated model and its step,
+    without the trained parameters and the optimiser's state (a quarter of a checkpoint)."""
+
+    model: Network
+    step: Int[Array, ""]
+
+
 def load_run(folder: Path | str, checkpoint_name: str = checkpoint.CHECKPOINT_FILE) -> Run:
     """The run in `folder`, read from its config.json and its last checkpoint (or the kept
-    checkpoint `checkpoint_name`)."""
+    checkpoint `checkpoint_name`), or an exported model's folder, from its model.eqx."""
     folder = Path(folder)
     record = checkpoint.load_config(folder)
     try:
@@ -59,5 +68,8 @@ def load_run(folder: Path | str, checkpoint_name: str = checkpoint.CHECKPOINT_FI
         ) from error
     optimizer = make_optimizer(config)
     like = jax.eval_shape(lambda: init_state(saved_network(record, config), config.seed, optimizer))
+    if checkpoint_name == checkpoint.CHECKPOINT_FILE and (folder / checkpoint.MODEL_FILE).is_file():
+        exported = checkpoint.load_state(folder, Exported(like.ema_model, like.step), checkpoint.MODEL_FILE)
+        return Run(config, exported.model, int(exported.step))
     state = checkpoint.load_state(folder, like, checkpoint_name)
     return Run(config, state.ema_model, int(state.step))

@@ -58,6 +58,11 @@ def _check_run_folder(config: TrainConfig) -> None:
     """Before any work: `--resume` needs the run's own settings (up to --steps), and a new run
     must not overwrite a checkpoint."""
     folder = config.out
+    if (folder / checkpoint.MODEL_FILE).is_file():
+        origin = checkpoint.load_config(folder).get("exported", {}).get("from", "its run folder")
+        raise checkpoint.CheckpointError(
+            f"{folder} holds an exported model (experiments.export), which evaluates but does not train: "
+            f"resume the run it came from ({origin}), or use another --out")
     if config.resume:
         saved = checkpoint.load_config(folder).get("train", {})
         # Options added after the run was made are fine at their defaults (its behaviour then).

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import score
-from experiments import checkpoint, runs, train, training
+from experiments import checkpoint, export, runs, train, training
 from experiments.cli import parse_config
 from tests.conftest import TINY_TRAINING, assert_replotted, counting, ctrl_c, not_handled, signal_handled_by
 
@@ -138,6 +138,22 @@ def test_a_run_loads_with_its_own_network_after_its_preset_changed(tiny_run, tmp
     (folder / "config.json").write_text(json.dumps(record))
     with pytest.raises(checkpoint.CheckpointError, match=r"config\.json: network: .*width"):
         runs.load_run(folder)
+
+
+def test_an_exported_model_loads_as_its_run_and_is_checked(tiny_run, tmp_path):
+    out = export.main(["--run", str(tiny_run), "--out", str(tmp_path / "shipped")])
+    shipped, original = runs.load_run(out), runs.load_run(tiny_run)
+    assert shipped.fingerprint() == original.fingerprint() and shipped.step == 4
+    assert json.loads((out / "config.json").read_text())["exported"]["parameters_sha1"] == \
+        original.fingerprint()["parameters_sha1"]
+    assert (out / "model.eqx").stat().st_size < (tiny_run / "checkpoint.eqx").stat().st_size / 2
+    with pytest.raises(checkpoint.CheckpointError, match="exported model.*resume the run it came from"):
+        run(out, 6, "--resume")
+    data = bytearray((out / "model.eqx").read_bytes())
+    data[100] ^= 1
+    (out / "model.eqx").write_bytes(bytes(data))
+    with pytest.raises(checkpoint.CheckpointError, match=r"model\.eqx: corrupted"):
+        runs.load_run(out)
 
 
 def test_missing_checkpoint_and_overwrite_are_refused(tiny_run, tmp_path):
