@@ -7,8 +7,8 @@ On the same seeded test images (--images, 200) it classifies with today's
 default (the preset's settings) and with each lever, alone and combined:
 fewer probes, other Runge-Kutta pairs (Tsit5, and Heun of order 2), a looser
 tolerance, error norms that control log p (docs/method.md §4.3) and early label
-elimination (a shortlist, §4.8). Per row: accuracy, predictions that differ from the default's,
-solver function evaluations, network passes and seconds per image (the median
+elimination (a shortlist, §4.8). Per row: accuracy, predictions that differ from
+the default's, solver function evaluations, network passes and seconds per image (the median
 over chunks, compiling left out; all rows in one process, so their ratios are
 what carries over between machines), and, on the first --reference-images
 (50), the mean |delta log p| against a tight reference (rtol = atol = 1e-5,

@@ -3,9 +3,9 @@
 A run folder holds `config.json` (every setting of the run, written once),
 `checkpoint.eqx` (the training state's leaves) and whatever the entry point
 adds; an exported one (`experiments.export`) holds `model.eqx`, the evaluated
-model and its step, instead of the checkpoint. Files are written atomically (`experiments.files`), so an interrupted
-write never leaves a half-written checkpoint behind. Training saves in the
-background (`BackgroundSaver`).
+model and its step, instead of the checkpoint. Files are written atomically
+(`experiments.files`), so an interrupted write never leaves a half-written
+checkpoint behind. Training saves in the background (`BackgroundSaver`).
 """
 
 import concurrent.futures
