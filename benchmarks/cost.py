@@ -5,22 +5,24 @@
 
 On the same seeded test images (--images, 200) it classifies with today's
 default (the preset's settings) and with each lever, alone and combined:
-fewer probes, other Runge-Kutta pairs (Tsit5, and Heun of order 2), a looser
-tolerance, error norms that control log p (docs/method.md §4.3) and early label
-elimination (a shortlist, §4.8). Per row: accuracy, predictions that differ from
-the default's, solver function evaluations, network passes and seconds per image (the median
-over chunks, compiling left out; all rows in one process, so their ratios are
-what carries over between machines), and, on the first --reference-images
-(50), the mean |delta log p| against a tight reference (rtol = atol = 1e-5,
-16 probes in one solve) and the accuracy there beside the reference's. Every
-estimate is cached in RUN/estimates (shared with figure3 and
-benchmarks.classify): a rerun computes only what is new.
+fewer probes, other Runge-Kutta pairs (Tsit5, and Heun of order 2), looser
+tolerances, error norms that control log p and the log-SNR time variable
+(docs/method.md §4.3), and early label elimination (a shortlist, §4.8). Per
+row: accuracy, predictions that differ from the default's, solver function
+evaluations, network passes and seconds per image (the median over chunks,
+compiling left out; all rows in one process, so their ratios are what carries
+over between machines), and, on the first --reference-images (50), the mean
+|delta log p| against a tight reference (rtol = atol = 1e-5, 16 probes in one
+solve) and the accuracy there beside the reference's. Every estimate is cached
+in RUN/estimates (shared with figure3 and benchmarks.classify): a rerun
+computes only what is new.
 
 The solver-error curve (`curve.md`, `curve.png`) isolates the solver from the
-probes: on the reference images with one probe, each error norm (`rms`,
-`log-p`, `max`, docs/method.md §4.3) at each tolerance of CURVE_TOLERANCES
-against the same probe at rtol = atol = 1e-5 (RMS norm): NFE against mean
-|delta log p| and predictions changed.
+probes: on the reference images with one probe, each series of CURVE_SERIES
+(the three error norms, and the RMS norm in the log-SNR time variable) at
+each tolerance of CURVE_TOLERANCES against the same probe at rtol = atol =
+1e-5 (RMS norm, time t): NFE against mean |delta log p| and predictions
+changed.
 """
 
 import argparse
@@ -39,7 +41,10 @@ from experiments.runs import load_run
 
 REFERENCE = {"probes": 16, "rtol": 1e-5, "atol": 1e-5}
 CURVE_TOLERANCES = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3)
-CURVE_NORMS = ("rms", "log-p", "max")
+# Each series of the solver-error curve: its name and the options it changes.
+CURVE_SERIES = {"rms norm": {"error_norm": "rms"}, "log-p norm": {"error_norm": "log-p"},
+                "max norm": {"error_norm": "max"},
+                "rms norm, log-SNR time": {"error_norm": "rms", "time_variable": "log-snr"}}
 
 
 def levers(default: EstimateOptions) -> list[tuple[str, EstimateOptions]]:
@@ -57,6 +62,10 @@ def levers(default: EstimateOptions) -> list[tuple[str, EstimateOptions]]:
         *[(f"error norm {norm}", change(error_norm=norm)) for norm in ("log-p", "max")],
         ("log-p norm, rtol 1e-2", change(error_norm="log-p", **loose)),
         *[(f"{n} probe(s), log-p norm, rtol 1e-2", change(probes=n, error_norm="log-p", **loose)) for n in (1, 2)],
+        *[(f"2 probes, {name}rtol 1e-1", change(probes=2, error_norm=norm, rtol=1e-1, atol=1e-1))
+          for name, norm in (("", "rms"), ("log-p norm, ", "log-p"))],
+        ("log-SNR time variable", change(time_variable="log-snr")),
+        ("log-SNR time variable, rtol 1e-2", change(time_variable="log-snr", **loose)),
         ("shortlist 3 of a 1-probe pass at 1e-2", change(shortlist=3, first_pass_tolerance=1e-2)),
         ("2 probes, rtol 1e-2, shortlist 3 of a pass at 1e-1",
          change(probes=2, shortlist=3, first_pass_tolerance=1e-1, **loose)),
@@ -70,19 +79,19 @@ def estimate(run, test, indices, options: EstimateOptions, *, seed: int, cache: 
 
 
 def solver_curve(run, test, indices, default: EstimateOptions, *, seed: int, cache: Path) -> dict:
-    """NFE and |delta log p| of every (norm, tolerance), one probe, against the same probe's
+    """NFE and |delta log p| of every (series, tolerance), one probe, against the same probe's
     tight solve on `indices`."""
     one_probe = dataclasses.replace(default, probes=1)
     tight = estimate(run, test, indices, dataclasses.replace(one_probe, rtol=1e-5, atol=1e-5), seed=seed,
                      cache=cache, desc="curve: tight")
     curves = {}
-    for norm in CURVE_NORMS:
-        curves[norm] = []
+    for series, fields in CURVE_SERIES.items():
+        curves[series] = []
         for tolerance in CURVE_TOLERANCES:
-            options = dataclasses.replace(one_probe, error_norm=norm, rtol=tolerance, atol=tolerance)
+            options = dataclasses.replace(one_probe, **fields, rtol=tolerance, atol=tolerance)
             result = estimate(run, test, indices, options, seed=seed, cache=cache,
-                              desc=f"curve: {norm} {tolerance:g}")
-            curves[norm].append({
+                              desc=f"curve: {series} {tolerance:g}")
+            curves[series].append({
                 "tolerance": tolerance,
                 "nfe_per_image": float(np.mean(result["nfe"])),
                 "seconds_per_image": float(result["seconds_per_image"]),
@@ -93,11 +102,11 @@ def solver_curve(run, test, indices, default: EstimateOptions, *, seed: int, cac
 
 
 def curve_markdown(curve: dict) -> str:
-    lines = ["| error norm | rtol = atol | NFE / image | s / image | mean abs Δ log p (nats) | ≠ tight |",
+    lines = ["| series | rtol = atol | NFE / image | s / image | mean abs Δ log p (nats) | ≠ tight |",
              "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    for norm, points in curve["curves"].items():
+    for series, points in curve["curves"].items():
         for p in points:
-            lines.append(f"| {norm} | {p['tolerance']:g} | {p['nfe_per_image']:,.0f} | {p['seconds_per_image']:.3g} "
+            lines.append(f"| {series} | {p['tolerance']:g} | {p['nfe_per_image']:,.0f} | {p['seconds_per_image']:.3g} "
                          f"| {p['mean_abs_delta_log_p']:.3g} | {p['predictions_differing']} |")
     lines.append(f"\n{curve['images']} seeded test images, 1 probe; each row against the same probe solved at "
                  f"rtol = atol = 1e-5 with the RMS norm ({curve['tight_nfe_per_image']:,.0f} NFE per image), so the "
@@ -108,9 +117,9 @@ def curve_markdown(curve: dict) -> str:
 @drawing
 def plot_curve(plt, path: Path, curve: dict, title: str) -> None:
     figure, axis = plt.subplots(figsize=(6, 4))
-    for norm, points in curve["curves"].items():
+    for series, points in curve["curves"].items():
         axis.plot([p["nfe_per_image"] for p in points], [p["mean_abs_delta_log_p"] for p in points],
-                  marker="o", label=f"{norm} norm")
+                  marker="o", label=series)
     axis.set(xscale="log", yscale="log", xlabel="solver function evaluations per image",
              ylabel="mean |Δ log p| against rtol 1e-5 (nats)", title=title)
     axis.legend()

@@ -32,8 +32,8 @@ from jaxtyping import Array, Float, Int, Integer, PRNGKeyArray, PyTree
 from classify.decision import predict
 from classify.likelihoods import LabelNoiseFn, batch_class_log_likelihoods, network_classes
 from classify.shortlist import shortlist_class_log_likelihoods
-from likelihood import (ExactTrace, Hutchinson, OneSolve, VmappedSolves, channels_first, to_model_space,
-                        typed_keys)
+from likelihood import (DiffusionTime, ExactTrace, Hutchinson, OneSolve, TimeVariable, VmappedSolves,
+                        channels_first, to_model_space, typed_keys)
 from sde import AbstractSDE, SubVPSDE
 
 Kind = Literal["likelihood", "elbo", "logits"]
@@ -97,7 +97,7 @@ class LikelihoodClassifier(eqx.Module):
     probe at rtol = atol = `first_pass_tolerance` (early elimination, §4.8). `dt0`: the
     solver's first step (None: diffrax's choice, `likelihood.batch_log_likelihood`).
     `norm`: the step-size controller's error norm (§4.3; `likelihood.log_p_norm` controls
-    the log p entries alone).
+    the log p entries alone). `time_variable`: the variable the ODE is solved in (§4.3).
     """
 
     kind: ClassVar[Kind] = "likelihood"
@@ -108,6 +108,7 @@ class LikelihoodClassifier(eqx.Module):
     divergence: Hutchinson | ExactTrace
     solver: diffrax.AbstractRungeKutta
     batching: OneSolve | VmappedSolves
+    time_variable: TimeVariable
     norm: Callable[[PyTree], Array] = eqx.field(static=True)
     rtol: float = eqx.field(static=True)
     atol: float = eqx.field(static=True)
@@ -137,8 +138,10 @@ class LikelihoodClassifier(eqx.Module):
         num_classes: int | None = None,
         dt0: float | None = None,
         norm: Callable[[PyTree], Array] = optx.rms_norm,
+        time_variable: TimeVariable = DiffusionTime(),
     ):
         self.network, self.sde, self.divergence, self.norm = network, sde, divergence, norm
+        self.time_variable = time_variable
         self.rtol, self.atol, self.t0, self.solver, self.batching = rtol, atol, t0, solver, batching
         self.share_noise, self.shortlist, self.first_pass_tolerance = share_noise, shortlist, first_pass_tolerance
         self.levels, self.dt0 = levels, dt0
@@ -150,7 +153,7 @@ class LikelihoodClassifier(eqx.Module):
         """The keywords of `classify.batch_class_log_likelihoods` that this classifier fixes."""
         return dict(divergence=self.divergence, share_noise=self.share_noise, batching=self.batching,
                     rtol=self.rtol, atol=self.atol, t0=self.t0, solver=self.solver, levels=self.levels,
-                    dt0=self.dt0, norm=self.norm)
+                    dt0=self.dt0, norm=self.norm, time_variable=self.time_variable)
 
     def _passes_per_evaluation(self, x: Float[Array, "n c h w"]) -> int:
         """Network passes per (image, label) at one function evaluation: the forward and a JVP

@@ -41,7 +41,7 @@ from experiments.parallel import data_parallel, split_or_replicated
 from experiments.progress import progress
 from experiments.results import EvaluationConfig, chunked, run_chunks, running_accuracy
 from experiments.runs import Run
-from likelihood import Hutchinson, OneSolve, VmappedSolves, log_p_norm, part_max_norm
+from likelihood import DiffusionTime, Hutchinson, LogSNRTime, OneSolve, VmappedSolves, log_p_norm, part_max_norm
 
 # Adaptive Runge-Kutta pairs: 5(4) Dormand-Prince (the paper's) and Tsitouras, 2(1) Heun
 # (benchmarks/cost.py measures each). Not Bosh3: with a given first step diffrax evaluates it
@@ -49,6 +49,7 @@ from likelihood import Hutchinson, OneSolve, VmappedSolves, log_p_norm, part_max
 SOLVERS = {"dopri5": diffrax.Dopri5(), "tsit5": diffrax.Tsit5(), "heun": diffrax.Heun()}
 BATCHING = {"one-solve": OneSolve(), "vmapped": VmappedSolves()}
 ERROR_NORMS = {"rms": optx.rms_norm, "log-p": log_p_norm, "max": part_max_norm}
+TIME_VARIABLES = {"t": DiffusionTime(), "log-snr": LogSNRTime()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +69,9 @@ class EstimateOptions:
     error_norm: Literal["rms", "log-p", "max"] = option(
         "the step-size controller's error norm (docs/method.md §4.3): the RMS over pixels and log p, "
         "log p's entries alone, or the larger of the two parts' RMS", "rms")
+    time_variable: Literal["t", "log-snr"] = option(
+        "the variable the ODE is solved in (docs/method.md §4.3): the diffusion time t, or minus "
+        "the log signal-to-noise ratio", "t")
     batching: Literal["one-solve", "vmapped"] = option(
         "one shared solve per chunk, or a solve per image-label", "one-solve"
     )
@@ -149,6 +153,7 @@ def classifier_of(run: Run, options: EstimateOptions | None = None) -> Classifie
         t0=options.t0, solver=SOLVERS[options.solver], batching=BATCHING[options.batching],
         share_noise=options.share_noise, shortlist=options.shortlist,
         first_pass_tolerance=options.first_pass_tolerance, norm=ERROR_NORMS[options.error_norm],
+        time_variable=TIME_VARIABLES[options.time_variable],
     )
 
 

@@ -14,12 +14,16 @@ from likelihood.ode import (
     part_max_norm,
 )
 from likelihood.sampling import sample_probability_flow
+from likelihood.time_variables import DiffusionTime, LogSNRTime, TimeVariable
 
 __all__ = [
+    "DiffusionTime",
     "ExactTrace",
     "Hutchinson",
     "LikelihoodStats",
+    "LogSNRTime",
     "OneSolve",
+    "TimeVariable",
     "VmappedSolves",
     "batch_divergence",
     "batch_log_likelihood",

@@ -26,6 +26,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
 from likelihood.keys import typed_keys
 from likelihood.divergence import DivergenceEstimator, Hutchinson, batch_divergence
+from likelihood.time_variables import DiffusionTime, TimeVariable, in_time_variable
 from sde import AbstractSDE
 
 NoiseFn = Callable[[Float[Array, "*d"], Float[Array, ""]], Float[Array, "*d"]]
@@ -92,6 +93,7 @@ def _solve_batch(
     norm: Callable[[PyTree], Array],
     adjoint: diffrax.AbstractAdjoint,
     dt0: float | None,
+    time_variable: TimeVariable,
 ) -> tuple[Float[Array, "b"], LikelihoodStats]:
     """One diffrax solve of the augmented ODE for a whole batch."""
     num_dims = math.prod(xs.shape[1:])
@@ -110,11 +112,12 @@ def _solve_batch(
 
     num_channels = jax.eval_shape(jax.vmap(divergence.reduce), probes[:, :, 0]).shape[1]
     state0 = (xs, jnp.zeros((xs.shape[0], num_channels), xs.dtype))
+    s0, s1 = time_variable.interval(sde, t0)
     solution = diffrax.diffeqsolve(
-        diffrax.ODETerm(vector_field),
+        diffrax.ODETerm(in_time_variable(vector_field, time_variable, sde)),
         solver,
-        t0=t0,
-        t1=sde.T,
+        t0=s0,
+        t1=s1,
         dt0=dt0,
         y0=state0,
         args=(noise_fn, conditions, probes),
@@ -236,6 +239,7 @@ def batch_log_likelihood(
     norm: Callable[[PyTree], Array] = optx.rms_norm,
     adjoint: diffrax.AbstractAdjoint = diffrax.RecursiveCheckpointAdjoint(),
     dt0: float | None = None,
+    time_variable: TimeVariable = DiffusionTime(),
 ) -> tuple[Float[Array, "b"], LikelihoodStats]:
     """log p(x_i | c_i) in nats for a batch, `noise_fn(x, t, c)` on one input.
 
@@ -243,7 +247,8 @@ def batch_log_likelihood(
     classifier). `keys` holds one PRNG key per element; its probes come from
     it, so equal keys give equal probes (common random numbers). `adjoint` is
     how reverse-mode derivatives go through the solve (diffrax's; see `attacks`).
-    `dt0` is the first step's size. None (the default) lets diffrax choose it
+    `time_variable` is the variable the ODE is solved in (`likelihood.time_variables`), and
+    `dt0` the first step's size in it. None (the default) lets diffrax choose it
     from a difference quotient of two evaluations, which float rounding moves
     enough to shift every later step, so two solves of one input in batches
     of other sizes can differ by about the tolerance's error
@@ -264,7 +269,7 @@ def batch_log_likelihood(
     def solve_batch(xs_, conditions_, probes_):
         return _solve_batch(
             noise_fn, sde, xs_, conditions_, probes_, divergence,
-            start, rtol, atol, solver, max_steps, norm, adjoint, dt0,
+            start, rtol, atol, solver, max_steps, norm, adjoint, dt0, time_variable,
         )
 
     return batching(solve_batch, xs, conditions, probes)
@@ -284,7 +289,7 @@ def log_likelihood(
     `noise_fn(x, t)` predicts the noise on one unbatched input (a network with
     its label bound, or an analytic function). `options` are those of
     `batch_log_likelihood`: divergence, t0, rtol, atol, solver, max_steps,
-    norm, adjoint, dt0. A batch is `jax.vmap` over this function (vmapped solves) or
+    norm, adjoint, dt0, time_variable. A batch is `jax.vmap` over this function (vmapped solves) or
     `batch_log_likelihood` (one shared solve).
     """
     x = jnp.asarray(x)

@@ -50,6 +50,15 @@ class AbstractSDE(eqx.Module):
         slope = self.beta_max - self.beta_min
         return 2 * b / (self.beta_min + jnp.sqrt(self.beta_min**2 + 2 * slope * b))
 
+    def log_snr(self, t: Time) -> Float[Array, "*t"]:
+        """lambda(t) = log(alpha^2 / sigma^2), falling from about 27.6 at t = 1e-5 (subVP) to
+        about -10 at T: the time variable of `likelihood.LogSNRTime` (docs/method.md §4.3)."""
+        return -self.integrated_beta(t) - 2 * jnp.log(self.sigma(t))
+
+    @abc.abstractmethod
+    def time_from_log_snr(self, log_snr: Float[ArrayLike, "*t"]) -> Float[Array, "*t"]:
+        """Inverse of `log_snr`, in closed form."""
+
     def drift(self, x: Float[Array, "*d"], t: Float[ArrayLike, ""]) -> Float[Array, "*d"]:
         return -0.5 * self.beta(t) * x
 
@@ -142,6 +151,16 @@ class SubVPSDE(AbstractSDE):
         # no division by sigma, so no blow-up as t -> 0.
         return 0.5 * self.beta(t) * (1 + jnp.exp(-self.integrated_beta(t)))
 
+    def time_from_log_snr(self, log_snr: Float[ArrayLike, "*t"]) -> Float[Array, "*t"]:
+        # e^lambda = (1 - sigma) / sigma^2 with sigma = 1 - e^{-B}, whose positive root is
+        # sigma = 2 / (1 + r), r = sqrt(1 + 4 e^lambda), and 1 - sigma = 4 e^lambda / (1 + r)^2.
+        # B = -log(1 - sigma) from sigma where it is small (lambda > 0, small t), from the
+        # second form where sigma is near 1: each avoids the other's cancellation.
+        log_snr = jnp.asarray(log_snr)
+        r = jnp.sqrt(1 + 4 * jnp.exp(log_snr))
+        b = jnp.where(log_snr > 0, -jnp.log1p(-2 / (1 + r)), 2 * jnp.log1p(r) - log_snr - math.log(4))
+        return self.time_from_integrated_beta(b)
+
     def importance_cdf(self, t: Time, eps: float) -> Float[Array, "*t"]:
         # g^2 / sigma^2 dt = (e^B + 1) / (e^B - 1) dB, whose antiderivative is
         # G(B) = 2 log(e^B - 1) - B.
@@ -170,6 +189,10 @@ class VPSDE(AbstractSDE):
 
     def noise_coefficient(self, t: Time) -> Float[Array, "*t"]:
         return 0.5 * self.beta(t) / self.sigma(t)
+
+    def time_from_log_snr(self, log_snr: Float[ArrayLike, "*t"]) -> Float[Array, "*t"]:
+        # e^lambda = e^{-B} / (1 - e^{-B}) = 1 / (e^B - 1), so B = log(1 + e^{-lambda}).
+        return self.time_from_integrated_beta(jax.nn.softplus(-jnp.asarray(log_snr)))
 
     def importance_cdf(self, t: Time, eps: float) -> Float[Array, "*t"]:
         # g^2 / sigma^2 dt = e^B / (e^B - 1) dB, antiderivative log(e^B - 1).

@@ -10,8 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from likelihood import (
+    DiffusionTime,
     ExactTrace,
     Hutchinson,
+    LogSNRTime,
     OneSolve,
     VmappedSolves,
     batch_log_likelihood,
@@ -76,6 +78,21 @@ def test_every_error_norm_solves_to_the_closed_form_and_changes_the_steps():
         nfe[norm.__name__] = int(stats.num_function_evaluations)
     # The max of the two parts is the strictest; the three controllers take different steps.
     assert nfe["part_max_norm"] >= nfe["rms_norm"] and len(set(nfe.values())) > 1, nfe
+
+
+@pytest.mark.parametrize("sde", [SubVPSDE(), VPSDE()], ids=type)
+def test_the_log_snr_time_variable_solves_to_the_closed_form_with_other_steps(sde):
+    """The same ODE solved in s = -lambda(t): the closed-form log p, by other steps than in t."""
+    means, x = gaussian_problem(5, 48, 0.3)
+    noise_fn = exact_noise_fn(sde, means, 0.3)
+    expected = float(ode_log_likelihood(sde, x, means[0], 0.3, T0))
+    nfe = {}
+    for variable in (DiffusionTime(), LogSNRTime()):
+        log_prob, stats = log_likelihood(lambda x_, t: noise_fn(x_, t, 0), sde, x, key=jax.random.key(0),
+                                         divergence=ExactTrace(), rtol=1e-5, atol=1e-5, time_variable=variable)
+        assert float(log_prob) == pytest.approx(expected, abs=0.01)
+        nfe[type(variable).__name__] = int(stats.num_function_evaluations)
+    assert nfe["DiffusionTime"] != nfe["LogSNRTime"], nfe
 
 
 def test_probes_of_a_linear_isotropic_field_are_exact():

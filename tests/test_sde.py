@@ -71,6 +71,19 @@ def test_importance_cdf_inverse_round_trip(sde, t, eps):
 
 
 @pytest.mark.parametrize("sde", SDES, ids=type)
+@given(t=times)
+def test_log_snr_falls_and_its_inverse_round_trips_in_float32(sde, t):
+    """lambda = log(alpha^2 / sigma^2) against float64, decreasing, and t(lambda(t)) = t."""
+    big_b = sde.beta_min * t + 0.5 * (sde.beta_max - sde.beta_min) * t**2
+    sigma = -np.expm1(-big_b) if isinstance(sde, SubVPSDE) else np.sqrt(-np.expm1(-big_b))
+    t32 = jnp.float32(t)
+    log_snr = sde.log_snr(t32)
+    assert float(log_snr) == pytest.approx(-big_b - 2 * np.log(sigma), rel=1e-5, abs=1e-5)
+    assert float(jax.grad(sde.log_snr)(t32)) < 0
+    assert float(sde.time_from_log_snr(log_snr)) == pytest.approx(t, rel=1e-5)
+
+
+@pytest.mark.parametrize("sde", SDES, ids=type)
 @pytest.mark.parametrize("eps", [1e-5, 1e-2])
 def test_importance_sampler_matches_its_cdf(sde, eps):
     """Kolmogorov-Smirnov: sup |F_n - F| below the 1 % critical value 1.63 / sqrt(n)."""
