@@ -7,15 +7,17 @@ On the same seeded test images (--images, 200) it classifies with today's
 default (the preset's settings) and with each lever, alone and combined:
 fewer probes, other Runge-Kutta pairs (Tsit5, and Heun of order 2), looser
 tolerances, error norms that control log p and the log-SNR time variable
-(docs/method.md §4.3), and early label elimination (a shortlist, §4.8). Per
-row: accuracy, predictions that differ from the default's, solver function
-evaluations, network passes and seconds per image (the median over chunks,
-compiling left out; all rows in one process, so their ratios are what carries
-over between machines), and, on the first --reference-images (50), the mean
-|delta log p| against a tight reference (rtol = atol = 1e-5, 16 probes in one
-solve) and the accuracy there beside the reference's. Every estimate is cached
-in RUN/estimates (shared with figure3 and benchmarks.classify): a rerun
-computes only what is new.
+(docs/method.md §4.3), and early label elimination (a shortlist after a loose
+solve or after an ELBO, §4.8). Per row: accuracy, predictions that differ
+from the default's, solver function evaluations, network passes and seconds
+per image (the median over chunks, compiling left out; all rows in one
+process, so their ratios are what carries over between machines), and, on
+the first --reference-images (50), the mean |delta log p| against a tight
+reference (rtol = atol = 1e-5, 16 probes in one solve; a shortlist's mean
+includes its first pass's scores of the labels it did not solve) and the
+accuracy there beside the reference's. Every estimate is cached in
+RUN/estimates (shared with figure3 and benchmarks.classify): a rerun computes
+only what is new; --only runs a subset of the levers.
 
 The solver-error curve (`curve.md`, `curve.png`) isolates the solver from the
 probes: on the reference images with one probe, each series of CURVE_SERIES
@@ -69,6 +71,9 @@ def levers(default: EstimateOptions) -> list[tuple[str, EstimateOptions]]:
         ("shortlist 3 of a 1-probe pass at 1e-2", change(shortlist=3, first_pass_tolerance=1e-2)),
         ("2 probes, rtol 1e-2, shortlist 3 of a pass at 1e-1",
          change(probes=2, shortlist=3, first_pass_tolerance=1e-1, **loose)),
+        *[(f"{n} probe(s), rtol 1e-2, shortlist {keep} of an ELBO-{pairs} pass",
+           change(probes=n, shortlist=keep, first_pass="elbo", elbo_samples=pairs, **loose))
+          for n, keep, pairs in ((2, 2, 20), (2, 3, 20), (1, 3, 20), (2, 2, 50), (2, 3, 50))],
     ]
 
 
@@ -166,6 +171,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--images", type=int, default=200, help="seeded test images")
     parser.add_argument("--reference-images", type=int, default=50, help="the first images, for the reference")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", nargs="+", metavar="TEXT",
+                        help="run only the levers whose names contain one of these (the default always)")
+    parser.add_argument("--no-curve", action="store_true", help="leave out the solver-error curve")
     parser.add_argument("--out", type=Path, help="results folder (default RUN/benchmark_cost)")
     args = parser.parse_args(argv)
     run = load_run(args.run)
@@ -173,9 +181,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     indices = evaluation_order(len(test.labels), args.images, args.seed)
     labels, cache = test.labels[indices], args.run / "estimates"
     default_options = resolve(EstimateOptions(), run.config.preset)
+    chosen = [(name, options) for i, (name, options) in enumerate(levers(default_options))
+              if i == 0 or not args.only or any(text in name for text in args.only)]
 
     results = {}
-    for name, options in levers(default_options):
+    for name, options in chosen:
         results[name] = estimate(run, test, indices, options, seed=args.seed, cache=cache, desc=name)
         print(f"{name}: accuracy {100 * np.mean(results[name]['prediction'] == labels):.1f} %, "
               f"{results[name]['seconds_per_image']:.3g} s per image", flush=True)
@@ -186,19 +196,20 @@ def main(argv: list[str] | None = None) -> list[dict]:
                  "accuracy": float(np.mean(solved["prediction"] == labels[:len(near)])),
                  "seconds_per_image": float(solved["seconds_per_image"]),
                  "nfe_per_image": float(np.mean(solved["nfe"]))}
-    curve = solver_curve(run, test, near, default_options, seed=args.seed, cache=cache)
-    default = results[levers(default_options)[0][0]]
-    rows = [row(name, results[name], default, reference, labels) for name, _ in levers(default_options)]
+    default = results[chosen[0][0]]
+    rows = [row(name, results[name], default, reference, labels) for name, _ in chosen]
     text = markdown(rows, reference, len(indices))
     print(text)
     out = args.out or args.run / "benchmark_cost"
     write_text(out / "cost.md", text)
     write_json(out / "cost.json", {"run": str(args.run), "images": len(indices), "rows": rows,
                                    "reference": {k: v for k, v in reference.items() if k not in ("scores", "prediction")}})
-    write_text(out / "curve.md", curve_markdown(curve))
-    write_json(out / "curve.json", curve)
-    plot_curve(out / "curve.png", curve, f"{run.config.preset}: solver error against cost, 1 probe")
-    print(curve_markdown(curve))
+    if not args.no_curve:
+        curve = solver_curve(run, test, near, default_options, seed=args.seed, cache=cache)
+        write_text(out / "curve.md", curve_markdown(curve))
+        write_json(out / "curve.json", curve)
+        plot_curve(out / "curve.png", curve, f"{run.config.preset}: solver error against cost, 1 probe")
+        print(curve_markdown(curve))
     return rows
 
 

@@ -1,6 +1,6 @@
 """Classification by likelihood: argmax_y log p(x | y) (docs/method.md §4.6).
 
-`LikelihoodClassifier`, `ELBOClassifier` and `LogitClassifier` are the classifier values that
+`LikelihoodClassifier`, `ELBOClassifier`, `ShortlistClassifier` and `LogitClassifier` are the classifier values that
 research code and every table call; the functions below them compose the
 likelihood of each label by hand.
 """
@@ -13,9 +13,10 @@ from classify.likelihoods import (
     class_log_likelihoods,
     pair_log_likelihoods,
 )
-from classify.shortlist import Shortlisted, shortlist_class_log_likelihoods
+from classify.shortlist import Shortlisted, shortlist_class_log_likelihoods, solve_shortlist
+from classify.staged import ShortlistClassifier
 
-Classifier = LikelihoodClassifier | ELBOClassifier | LogitClassifier
+Classifier = LikelihoodClassifier | ELBOClassifier | ShortlistClassifier | LogitClassifier
 
 __all__ = [
     "Classifier",
@@ -31,7 +32,9 @@ __all__ = [
     "pair_log_likelihoods",
     "posterior",
     "predict",
+    "ShortlistClassifier",
     "Shortlisted",
     "shortlist_class_log_likelihoods",
+    "solve_shortlist",
     "summarize",
 ]

@@ -1,8 +1,8 @@
 """Early elimination: a cheap pass shortlists labels, the exact pass runs on them.
 
 Classification only needs the best label. A first pass with loose settings
-(one probe, a loose tolerance) ranks all K labels of an image; the exact pass
-then solves only its `keep` best. The shortlist has a fixed size, so both
+(one probe, a loose tolerance), or another estimator's scores (`solve_shortlist`),
+ranks all K labels of an image; the exact pass then solves only its `keep` best. The shortlist has a fixed size, so both
 passes are ordinary fixed-shape solves (one compiled program, shardable along
 the images), unlike a threshold in nats, whose survivors vary per image.
 """
@@ -30,13 +30,56 @@ class Shortlisted(eqx.Module):
     `log_probs` holds the exact pass's log p(x | y) on the shortlist and the
     first pass's estimate elsewhere; predictions come from the shortlist only
     (`prediction`), since a first-pass estimate is not comparable to an exact one.
+    `first_stats` are the first pass's solve statistics (None for a first pass
+    without a solve, such as an ELBO).
     """
 
     log_probs: Float[Array, "n k"]
     shortlisted: Bool[Array, "n k"]
     prediction: Int[Array, "n"]
-    first_stats: LikelihoodStats
+    first_stats: LikelihoodStats | None
     exact_stats: LikelihoodStats
+
+
+def solve_shortlist(
+    noise_fn: LabelNoiseFn,
+    sde: AbstractSDE,
+    xs: Shaped[Array, "n *d"],
+    first: Float[Array, "n k"],
+    *,
+    keys: PRNGKeyArray,
+    keep: int,
+    share_noise: bool = True,
+    inputs: Inputs = "pixels",
+    levels: int = 256,
+    first_stats: LikelihoodStats | None = None,
+    **options,
+) -> Shortlisted:
+    """Solve with `options` the `keep` best labels of each image by the first pass's scores
+    `first` (from any estimator), with the keys `batch_class_log_likelihoods` gives each
+    (image, label) pair, so the shortlisted log p equal those of the full computation."""
+    num_images, num_classes = first.shape
+    if not 1 <= keep <= num_classes:
+        raise ValueError(f"keep must lie in [1, {num_classes}], got {keep}")
+    xs, keys = jnp.asarray(xs), typed_keys(keys)
+    _, shortlist = jax.lax.top_k(first, keep)  # [n, keep], best first
+    pair_keys = jax.vmap(lambda k, labels: k[labels])(
+        label_keys(keys, num_classes, share_noise), shortlist
+    )
+    exact, exact_stats = _pair_log_likelihoods(
+        noise_fn, sde, jnp.repeat(xs, keep, axis=0), shortlist.reshape(-1), pair_keys.reshape(-1),
+        inputs, levels, options,
+    )
+    exact = exact.reshape(num_images, keep)
+    rows = jnp.arange(num_images)[:, None]
+    return Shortlisted(
+        log_probs=first.at[rows, shortlist].set(exact),
+        shortlisted=jnp.zeros(first.shape, bool).at[rows, shortlist].set(True),
+        prediction=jnp.take_along_axis(shortlist, jnp.argmax(exact, axis=1)[:, None], axis=1)[:, 0],
+        first_stats=first_stats,
+        exact_stats=jax.tree.map(lambda leaf: leaf.reshape(num_images, keep, *leaf.shape[1:]),
+                                 exact_stats),
+    )
 
 
 def shortlist_class_log_likelihoods(
@@ -63,27 +106,9 @@ def shortlist_class_log_likelihoods(
     num_classes = network_classes(noise_fn, num_classes)
     if not 1 <= keep <= num_classes:
         raise ValueError(f"keep must lie in [1, {num_classes}], got {keep}")
-    xs, keys = jnp.asarray(xs), typed_keys(keys)
-    num_images = xs.shape[0]
     first, first_stats = batch_class_log_likelihoods(
         noise_fn, sde, xs, keys=keys, num_classes=num_classes, share_noise=share_noise,
         inputs=inputs, levels=levels, **(options | first_pass),
     )
-    _, shortlist = jax.lax.top_k(first, keep)  # [n, keep], best first
-    pair_keys = jax.vmap(lambda k, labels: k[labels])(
-        label_keys(keys, num_classes, share_noise), shortlist
-    )
-    exact, exact_stats = _pair_log_likelihoods(
-        noise_fn, sde, jnp.repeat(xs, keep, axis=0), shortlist.reshape(-1), pair_keys.reshape(-1),
-        inputs, levels, options,
-    )
-    exact = exact.reshape(num_images, keep)
-    rows = jnp.arange(num_images)[:, None]
-    return Shortlisted(
-        log_probs=first.at[rows, shortlist].set(exact),
-        shortlisted=jnp.zeros(first.shape, bool).at[rows, shortlist].set(True),
-        prediction=jnp.take_along_axis(shortlist, jnp.argmax(exact, axis=1)[:, None], axis=1)[:, 0],
-        first_stats=first_stats,
-        exact_stats=jax.tree.map(lambda leaf: leaf.reshape(num_images, keep, *leaf.shape[1:]),
-                                 exact_stats),
-    )
+    return solve_shortlist(noise_fn, sde, xs, first, keys=keys, keep=keep, share_noise=share_noise,
+                           inputs=inputs, levels=levels, first_stats=first_stats, **options)

@@ -33,7 +33,8 @@ import optimistix as optx
 from jaxtyping import Int64, PRNGKeyArray, UInt8
 
 import score
-from classify import LOG_DENSITY_KINDS, Classifier, ELBOClassifier, LikelihoodClassifier, LogitClassifier, Scores, summarize
+from classify import (LOG_DENSITY_KINDS, Classifier, ELBOClassifier, LikelihoodClassifier, LogitClassifier, Scores,
+                      ShortlistClassifier, summarize)
 from experiments.cli import option
 from experiments.data import Split
 from experiments.files import write_npz
@@ -81,6 +82,9 @@ class EstimateOptions:
         "and only this many best ones are solved with the full settings; off when unset"
     )
     first_pass_tolerance: float = option("rtol = atol of the --shortlist first pass", 1e-3)
+    first_pass: Literal["exact", "elbo"] = option(
+        "what ranks the labels for --shortlist: the exact likelihood (1 probe, --first-pass-tolerance), "
+        "or the ELBO with --elbo-samples pairs (forward passes only, docs/method.md §4.8)", "exact")
     estimator: Literal["exact", "elbo"] = option(
         "score each label by its exact log p from the probability-flow ODE, or by a Monte Carlo "
         "ELBO (a lower bound; forward passes only, docs/method.md §4.11)", "exact"
@@ -147,6 +151,10 @@ def classifier_of(run: Run, options: EstimateOptions | None = None) -> Classifie
     options = resolve(options or EstimateOptions(), run.config.preset)
     if options.estimator == "elbo":
         return ELBOClassifier(run.model, t0=options.t0, **elbo_schedule(options))
+    if options.shortlist is not None and options.first_pass == "elbo":
+        exact = classifier_of(run, dataclasses.replace(options, shortlist=None))
+        first = classifier_of(run, dataclasses.replace(options, estimator="elbo"))
+        return ShortlistClassifier(first, exact, options.shortlist)
     return LikelihoodClassifier(
         run.model, divergence=Hutchinson(options.probes, probe_loop=options.probe_loop),
         rtol=options.rtol, atol=options.atol,

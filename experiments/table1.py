@@ -99,8 +99,9 @@ def markdown_table(summary: dict) -> str:
         cost = (f"{summary['evaluations_per_image']:.0f} network forward passes (one image and label "
                 "each) per image, no solver, ")
     else:
-        shortlist = (f", shortlist of {s['shortlist']} after a first pass at "
-                     f"{s['first_pass_tolerance']}" if s["shortlist"] else "")
+        first_pass = (f"an ELBO first pass of {s['elbo_samples']} pairs" if s.get("first_pass") == "elbo"
+                      else f"a first pass at {s['first_pass_tolerance']}")
+        shortlist = f", shortlist of {s['shortlist']} after {first_pass}" if s["shortlist"] else ""
         rows.append(
             f"| {summary['model']}, this run (preset {summary['preset']}; {s['probes']} probe(s), "
             f"{'shared' if s['share_noise'] else 'separate'} noise, {s['solver']} rtol {s['rtol']} "

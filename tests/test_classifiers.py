@@ -10,7 +10,8 @@ import pytest
 import baseline
 import score
 from attacks import image_batch_scores
-from classify import LikelihoodClassifier, LogitClassifier, batch_class_log_likelihoods, pair_log_likelihoods
+from classify import (ELBOClassifier, LikelihoodClassifier, LogitClassifier, ShortlistClassifier,
+                      batch_class_log_likelihoods, pair_log_likelihoods)
 from likelihood import Hutchinson, channels_first, to_model_space
 from sde import SubVPSDE
 from tests.test_attacks import tiny_score_net
@@ -41,6 +42,34 @@ def test_scores_are_the_library_functions_numbers(network, pixels):
     np.testing.assert_array_equal(result.nfe, jnp.max(stats.num_function_evaluations, axis=1))
     np.testing.assert_array_equal(result.passes, result.nfe * 3 * 3)
     assert classifier.kind == "likelihood" and not classifier.deterministic and classifier.num_classes == 3
+
+
+def test_an_elbo_shortlist_solves_its_best_labels_with_the_exact_classifiers_numbers(network, pixels):
+    """ShortlistClassifier: the exact log p on the ELBO's 2 best labels of each image (one solve
+    of the same (image, label) pairs and keys), the ELBO's scores elsewhere, the prediction
+    among the shortlist, and both stages' passes."""
+    first = ELBOClassifier(network, samples=4)
+    exact = LikelihoodClassifier(network, divergence=Hutchinson(1), rtol=TOLERANCE, atol=TOLERANCE)
+    classifier = ShortlistClassifier(first, exact, 2)
+    keys = jax.random.split(jax.random.key(0), 2)
+    result, ranking = classifier.scores(pixels, keys), first.scores(pixels, keys)
+    shortlist = jnp.argsort(-ranking.scores, axis=1)[:, :2]
+    pair_keys = jax.vmap(lambda k: jnp.stack([k, k]))(keys).reshape(-1)
+    expected, stats = pair_log_likelihoods(network, SubVPSDE(), jnp.repeat(channels_first(pixels), 2, axis=0),
+                                           shortlist.reshape(-1), keys=pair_keys, divergence=Hutchinson(1),
+                                           rtol=TOLERANCE, atol=TOLERANCE)
+    rows = jnp.arange(2)[:, None]
+    # The same solve inside a larger compiled program: equal up to float rounding.
+    np.testing.assert_allclose(result.scores[rows, shortlist], expected.reshape(2, 2), rtol=1e-5)
+    others = jnp.ones((2, 3), bool).at[rows, shortlist].set(False)
+    np.testing.assert_array_equal(result.scores[others], ranking.scores[others])
+    np.testing.assert_array_equal(result.prediction, shortlist[jnp.arange(2), jnp.argmax(expected.reshape(2, 2), 1)])
+    exact_nfe = jnp.max(stats.num_function_evaluations)
+    np.testing.assert_array_equal(result.passes, ranking.passes + exact_nfe * 2 * 2)
+    with pytest.raises(ValueError, match=r"keep must lie in \[1, 3\]"):
+        ShortlistClassifier(first, exact, 4)
+    with pytest.raises(ValueError, match="no shortlist of its own"):
+        ShortlistClassifier(first, dataclasses.replace(exact, shortlist=2), 2)
 
 
 def test_input_spaces_are_named_and_the_wrong_one_is_refused(network, pixels):
