@@ -71,9 +71,12 @@ def levers(default: EstimateOptions) -> list[tuple[str, EstimateOptions]]:
         ("shortlist 3 of a 1-probe pass at 1e-2", change(shortlist=3, first_pass_tolerance=1e-2)),
         ("2 probes, rtol 1e-2, shortlist 3 of a pass at 1e-1",
          change(probes=2, shortlist=3, first_pass_tolerance=1e-1, **loose)),
-        *[(f"{n} probe(s), rtol 1e-2, shortlist {keep} of an ELBO-{pairs} pass",
-           change(probes=n, shortlist=keep, first_pass="elbo", elbo_samples=pairs, **loose))
-          for n, keep, pairs in ((2, 2, 20), (2, 3, 20), (1, 3, 20), (2, 2, 50), (2, 3, 50))],
+        *[(f"{n} probe(s), rtol {tolerance}, shortlist {keep} of an ELBO-{pairs} pass",
+           change(probes=n, shortlist=keep, first_pass="elbo", elbo_samples=pairs, rtol=float(tolerance),
+                  atol=float(tolerance)))
+          for n, keep, pairs, tolerance in ((2, 2, 20, "1e-2"), (2, 3, 20, "1e-2"), (1, 3, 20, "1e-2"),
+                                            (2, 2, 50, "1e-2"), (2, 3, 50, "1e-2"), (2, 2, 10, "1e-2"),
+                                            (2, 2, 20, "1e-1"), (2, 2, 10, "1e-1"))],
     ]
 
 

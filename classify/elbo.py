@@ -90,17 +90,25 @@ class ELBOClassifier(eqx.Module):
             round_keys = jax.vmap(lambda key: jax.random.fold_in(key, r))(keys)
             times, noises = jax.vmap(lambda key: draw_pairs(self.sde, key, pairs, x.shape[1:], self.t0,
                                                             self.stratified))(round_keys)
+            # Images on the outside (vmapped), so that a batch of images split over the devices
+            # stays split: each device scores its own images. Inside, lax.map bounds the inputs
+            # per step to about `batch_size` over all images.
+            per_image = max(1, min(self.batch_size // n, keep * pairs))
 
-            def estimate(item):
-                i, label, p = item
-                eps_hat = self.network(noised(self.sde, x[i], times[i, p], noises[i, p]), times[i, p], label)
-                return pair_estimate(self.sde, offsets[i], noises[i, p], eps_hat, self.t0)
+            def image_estimates(image, offset, image_times, image_noises, image_labels):
+                def estimate(item):
+                    label, p = item
+                    eps_hat = self.network(noised(self.sde, image, image_times[p], image_noises[p]),
+                                           image_times[p], label)
+                    return pair_estimate(self.sde, offset, image_noises[p], eps_hat, self.t0)
 
-            image_index, label_index, pair_index = (a.ravel() for a in jnp.meshgrid(
-                jnp.arange(n), jnp.arange(keep), jnp.arange(pairs), indexing="ij"))
-            items = (image_index, labels[image_index, label_index], pair_index)
-            estimates = jax.lax.map(estimate, items, batch_size=min(self.batch_size, len(image_index)))
-            sums = sums.at[rows, labels].add(estimates.reshape(n, keep, pairs).sum(-1))
+                label_index, pair_index = (a.ravel() for a in jnp.meshgrid(jnp.arange(keep), jnp.arange(pairs),
+                                                                              indexing="ij"))
+                items = (image_labels[label_index], pair_index)
+                return jax.lax.map(estimate, items, batch_size=per_image).reshape(keep, pairs)
+
+            estimates = jax.vmap(image_estimates)(x, offsets, times, noises, labels)
+            sums = sums.at[rows, labels].add(estimates.sum(-1))
             counts = counts.at[rows, labels].add(pairs)
         scores = sums / counts
         best = jnp.argmax(jnp.take_along_axis(scores, labels, axis=1), axis=1)
