@@ -2,9 +2,10 @@
 
 Classification only needs the best label. A first pass with loose settings
 (one probe, a loose tolerance), or another estimator's scores (`solve_shortlist`),
-ranks all K labels of an image; the exact pass then solves only its `keep` best. The shortlist has a fixed size, so both
-passes are ordinary fixed-shape solves (one compiled program, shardable along
-the images), unlike a threshold in nats, whose survivors vary per image.
+ranks all K labels of an image; the exact pass then solves only its `keep`
+best. The shortlist has a fixed size, so both passes are ordinary fixed-shape
+solves (one compiled program, shardable along the images), unlike a threshold
+in nats, whose survivors vary per image.
 """
 
 import equinox as eqx
