@@ -27,7 +27,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optimistix as optx
-from jaxtyping import Array, Float, Int, Integer, PRNGKeyArray, PyTree
+from jaxtyping import Array, Bool, Float, Int, Integer, PRNGKeyArray, PyTree
 
 from classify.decision import predict
 from classify.likelihoods import LabelNoiseFn, batch_class_log_likelihoods, network_classes
@@ -49,12 +49,15 @@ class Scores(eqx.Module):
     solver's function evaluations each image took part in (0 without a solver);
     `passes` counts network passes on one (image, label) input, forward passes
     and JVPs alike, so that settings with other probes, labels or passes compare.
+    `shortlisted` marks, for a shortlist, the scores of its exact pass (the others
+    are the first pass's); None when every score comes from the same estimator.
     """
 
     scores: Float[Array, "n k"]
     prediction: Int[Array, " n"]
     nfe: Int[Array, " n"]
     passes: Int[Array, " n"]
+    shortlisted: Bool[Array, "n k"] | None = None
 
 
 def check_pixels(pixels, shape: tuple[int, int, int] | None, method: str) -> Array:
@@ -176,7 +179,7 @@ class LikelihoodClassifier(eqx.Module):
         first_nfe = jnp.max(result.first_stats.num_function_evaluations, axis=1)
         exact_nfe = jnp.max(result.exact_stats.num_function_evaluations, axis=1)
         passes = first_nfe * K * 2 + exact_nfe * self.shortlist * self._passes_per_evaluation(x)
-        return Scores(result.log_probs, result.prediction, first_nfe + exact_nfe, passes)
+        return Scores(result.log_probs, result.prediction, first_nfe + exact_nfe, passes, result.shortlisted)
 
     @eqx.filter_jit
     def scores(self, pixels: Integer[Array, "n h w c"], keys: PRNGKeyArray) -> Scores:

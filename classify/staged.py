@@ -53,7 +53,7 @@ class ShortlistClassifier(eqx.Module):
                                  inputs=inputs, **options)
         exact_nfe = jnp.max(result.exact_stats.num_function_evaluations, axis=1)
         passes = first.passes + exact_nfe * self.keep * self.exact._passes_per_evaluation(x)
-        return Scores(result.log_probs, result.prediction, first.nfe + exact_nfe, passes)
+        return Scores(result.log_probs, result.prediction, first.nfe + exact_nfe, passes, result.shortlisted)
 
     @eqx.filter_jit
     def scores(self, pixels: Integer[Array, "n h w c"], keys: PRNGKeyArray) -> Scores:

@@ -196,9 +196,11 @@ def image_keys(key: PRNGKeyArray, indices) -> PRNGKeyArray:
 
 
 def scored(kind: str, scores: Scores, i: int) -> dict:
-    """The scored part of image i's record: kind, prediction, scores, cost."""
+    """The scored part of image i's record: kind, prediction, scores, cost, and for a
+    shortlist which labels its exact pass solved."""
+    shortlisted = {} if scores.shortlisted is None else {"shortlisted": np.asarray(scores.shortlisted[i]).tolist()}
     return {"kind": kind, "prediction": int(scores.prediction[i]), "scores": np.asarray(scores.scores[i]).tolist(),
-            "cost": {"nfe": int(scores.nfe[i]), "passes": int(scores.passes[i])}}
+            "cost": {"nfe": int(scores.nfe[i]), "passes": int(scores.passes[i])}, **shortlisted}
 
 
 def classify_chunk(
@@ -309,14 +311,19 @@ def seconds_per_image(seconds: np.ndarray, compiling: np.ndarray) -> float:
     return float(np.median(timed))
 
 
-def accuracy_and_bits(records: list[dict], num_dims: int) -> dict[str, float | None]:
+def accuracy_and_bits(records: list[dict], num_dims: int) -> dict[str, float | int | None]:
     """Accuracy, and mean bits/dim under the true label and marginal, of records (None for
-    logits, which are no likelihood; of an ELBO, the bound's)."""
+    logits, which are no likelihood; of an ELBO, the bound's). For a shortlist,
+    `true_label_outside_shortlist` counts the images whose true label's score, and so
+    bits/dim, is the first pass's (for an ELBO first pass, a bound); None otherwise."""
     # A shortlist predicts from its exact pass only, which the argmax in summarize cannot see.
     accuracy = float(np.mean([r["label"] == r["prediction"] for r in records]))
+    outside = (sum(not r["shortlisted"][r["label"]] for r in records) if all("shortlisted" in r for r in records)
+               else None)
     if records[0]["kind"] not in LOG_DENSITY_KINDS:
-        return {"accuracy": accuracy, "bits_per_dim": None, "bits_per_dim_marginal": None}
+        return {"accuracy": accuracy, "bits_per_dim": None, "bits_per_dim_marginal": None,
+                "true_label_outside_shortlist": outside}
     log_probs = jnp.asarray([r["scores"] for r in records])
     labels = jnp.asarray([r["label"] for r in records])
     summary = {k: float(v) for k, v in summarize(log_probs, labels, num_dims).items()}
-    return {**summary, "accuracy": accuracy}
+    return {**summary, "accuracy": accuracy, "true_label_outside_shortlist": outside}

@@ -102,11 +102,15 @@ def markdown_table(summary: dict) -> str:
         first_pass = (f"an ELBO first pass of {s['elbo_samples']} pairs" if s.get("first_pass") == "elbo"
                       else f"a first pass at {s['first_pass_tolerance']}")
         shortlist = f", shortlist of {s['shortlist']} after {first_pass}" if s["shortlist"] else ""
+        outside = summary.get("true_label_outside_shortlist")
+        first_pass_bits = (f"; the true label outside the shortlist on {outside} image(s), whose "
+                           "bits are the first pass's" if outside else "")
         rows.append(
             f"| {summary['model']}, this run (preset {summary['preset']}; {s['probes']} probe(s), "
             f"{'shared' if s['share_noise'] else 'separate'} noise, {s['solver']} rtol {s['rtol']} "
             f"atol {s['atol']}, t0 {s['t0']}{shortlist}) {data} "
-            f"{summary['bits_per_dim']:.3f} (marginal {summary['bits_per_dim_marginal']:.3f}) |")
+            f"{summary['bits_per_dim']:.3f} (marginal {summary['bits_per_dim_marginal']:.3f}"
+            f"{first_pass_bits}) |")
         cost = (f"{summary['nfe_per_image']:.0f} solver function evaluations and "
                 f"{summary['evaluations_per_image']:.0f} network passes (forward or JVP, one image "
                 "and label each) per image, ")

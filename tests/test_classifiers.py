@@ -63,6 +63,7 @@ def test_an_elbo_shortlist_solves_its_best_labels_with_the_exact_classifiers_num
     np.testing.assert_allclose(result.scores[rows, shortlist], expected.reshape(2, 2), rtol=1e-5)
     others = jnp.ones((2, 3), bool).at[rows, shortlist].set(False)
     np.testing.assert_array_equal(result.scores[others], ranking.scores[others])
+    np.testing.assert_array_equal(result.shortlisted, ~others)
     np.testing.assert_array_equal(result.prediction, shortlist[jnp.arange(2), jnp.argmax(expected.reshape(2, 2), 1)])
     exact_nfe = jnp.max(stats.num_function_evaluations)
     np.testing.assert_array_equal(result.passes, ranking.passes + exact_nfe * 2 * 2)

@@ -76,7 +76,13 @@ def test_shortlist(tiny_run, tmp_path):
     # A first pass on 10 labels with 1 probe, then 2 labels with 2 probes: fewer passes than
     # all 10 labels with 2 probes at every evaluation.
     assert all(r["cost"]["passes"] < r["cost"]["nfe"] * 10 * 3 for r in lines)
-    assert "shortlist of 2 after a first pass at 0.001" in (tmp_path / "table1.md").read_text()
+    assert all(sum(r["shortlisted"]) == 2 for r in lines)
+    # The true label's score is the first pass's where the shortlist left it out; the table says so.
+    outside = sum(not r["shortlisted"][r["label"]] for r in lines)
+    assert summary["true_label_outside_shortlist"] == outside
+    text = (tmp_path / "table1.md").read_text()
+    assert "shortlist of 2 after a first pass at 0.001" in text
+    assert (f"the true label outside the shortlist on {outside} image(s)" in text) == (outside > 0)
 
 
 def test_a_folder_made_before_an_option_existed_resumes_at_its_default(tiny_run, tmp_path, uninterrupted):
