@@ -179,16 +179,23 @@ class GroupNorm(eqx.Module):
         self.layout = layout
 
     def __call__(self, x: Float[Array, "..."]) -> Float[Array, "..."]:
+        # The statistics reduce over the pixels with the channel axis kept where it is (a
+        # cheap reduction in either layout), and are combined into groups on C-vectors; the
+        # normalisation and affine map then fold into one multiply-add per element with
+        # per-channel coefficients. Against normalising the grouped map and applying the
+        # affine map after it, this took 10 % off the fashion-mnist forward pass and 16 % off
+        # the forward with one JVP (results/fashion-mnist/benchmark_group_norm/). The
+        # variance is the two-pass one, stable when the mean is large beside the spread.
         axis = self.layout.channel_axis
         channels = x.shape[axis]
-        # Split the channel axis in place into (groups, channels per group), so the
-        # reduction never moves the channel axis away from where the convolutions want it.
-        grouped = x.reshape(x.shape[:axis] + (self.groups, channels // self.groups) + x.shape[axis + 1 :])
-        reduce_axes = tuple(i for i in range(grouped.ndim) if i != axis)
-        mean = jnp.mean(grouped, axis=reduce_axes, keepdims=True)
-        variance = jnp.mean(jnp.square(grouped - mean), axis=reduce_axes, keepdims=True)
-        normalised = ((grouped - mean) * jax.lax.rsqrt(variance + 1e-6)).reshape(x.shape)
-        return normalised * self.layout.per_channel(self.weight) + self.layout.per_channel(self.bias)
+        pixels = tuple(i for i in range(x.ndim) if i != axis)
+        per_group = lambda per_channel: jnp.repeat(
+            jnp.mean(per_channel.reshape(self.groups, channels // self.groups), axis=1),
+            channels // self.groups)
+        mean = per_group(jnp.mean(x, axis=pixels))
+        variance = per_group(jnp.mean(jnp.square(x - self.layout.per_channel(mean)), axis=pixels))
+        scale = self.weight * jax.lax.rsqrt(variance + 1e-6)
+        return x * self.layout.per_channel(scale) + self.layout.per_channel(self.bias - mean * scale)
 
 
 def dropout(x: Float[Array, "..."], rate: float, key: PRNGKeyArray | None) -> Float[Array, "..."]:
