@@ -72,8 +72,8 @@ def _check_run_folder(config: TrainConfig) -> None:
         # Nor does where it runs (a resume on another machine), which the record tells.
         # A WRN has no time weighting (runs made before it was a preset's say "likelihood_is").
         no_weighting = ("train.weighting",) if config.model == "wrn" else ()
-        ignored = ("train.steps", "train.resume", "train.out", "train.checkpoint_minutes", "train.keep_last",
-                   "train.keep_every", *(f"train.{name}" for name in backend.WHERE_OPTIONS),
+        ignored = ("train.steps", "train.resume", "train.out", "train.checkpoint_every", "train.checkpoint_minutes",
+                   "train.keep_last", "train.keep_every", *(f"train.{name}" for name in backend.WHERE_OPTIONS),
                    *backend.RECORD_KEYS, *added_later, *no_weighting)
         checkpoint.check_same_config(folder, _run_record(config), ignore=ignored)
     elif (folder / checkpoint.CHECKPOINT_FILE).exists():

@@ -121,6 +121,10 @@ def resolve(config: TrainConfig) -> TrainConfig:
         raise ValueError("--keep-last and --keep-every choose among the kept checkpoints: add --keep-checkpoints")
     if config.keep_every and not config.keep_last:
         raise ValueError("--keep-every keeps checkpoints that --keep-last would drop: give --keep-last too")
+    if config.keep_every % config.checkpoint_every:
+        raise ValueError(f"--keep-every {config.keep_every} keeps multiples of it among the checkpoints of "
+                         f"--checkpoint-every {config.checkpoint_every}, which has none but the last: give "
+                         "a multiple of --checkpoint-every")
     chosen = _score_network_options(config)
     if chosen and config.model != "score":
         raise ValueError(f"--{next(iter(chosen)).replace('_', '-')} applies to --model score, not {config.model}")

@@ -281,6 +281,10 @@ def test_kept_checkpoints_and_a_resumed_config_with_its_new_steps(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(record))
     run(tmp_path, 8, "--keep-checkpoints", "--resume", "--keep-last", "1", "--keep-every", "4")
     assert [step for step, _ in checkpoint.kept_checkpoints(tmp_path)] == [4, 8]
+    # How often it saves changes no number: a resume may save less often.
+    run(tmp_path, 12, "--keep-checkpoints", "--resume", "--keep-last", "1", "--keep-every", "4",
+        "--checkpoint-every", "4")
+    assert [step for step, _ in checkpoint.kept_checkpoints(tmp_path)] == [4, 8, 12]
 
 
 def test_retention_keeps_the_last_and_the_multiples():
@@ -329,3 +333,6 @@ def test_retention_options_need_kept_checkpoints():
         training.resolve(training.TrainConfig(keep_last=2))
     with pytest.raises(ValueError, match="--keep-every keeps checkpoints that --keep-last would drop"):
         training.resolve(training.TrainConfig(keep_checkpoints=True, keep_every=100))
+    with pytest.raises(ValueError, match="--keep-every 2500 keeps multiples of it among the checkpoints of "
+                                         "--checkpoint-every 1000"):
+        training.resolve(training.TrainConfig(keep_checkpoints=True, keep_last=1, keep_every=2500))

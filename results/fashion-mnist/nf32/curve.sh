@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # The accuracy-against-compute curve of the fashion-mnist preset's run (issue 27): table1 of
 # each kept checkpoint on the recipe study's 300 seeded test images with its cheap settings
-# (1 probe), so that the points sit beside the study's arms. Each checkpoint is exported
-# (experiments.export) into runs/fashion-steps/STEP first, the folder table1 reads as a run.
-# Skips a step whose table1 is committed or whose checkpoint is not there yet; rerun it as the
-# training goes on:
+# (1 probe), so that the points sit beside the study's arms. Each checkpoint's EMA weights are
+# exported (experiments.export) into curve/step_N/run/, committed (5.6 MB), so that a point can
+# be evaluated on any machine once its checkpoint has been dropped. Step 2,000's stands in for
+# 2,500, whose checkpoint never existed (train.sh). Skips a step whose table1 is committed or
+# whose weights are not there yet; rerun it as the training goes on:
 #   nohup results/fashion-mnist/nf32/curve.sh > runs/fashion-curve.log 2>&1 &
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
-for step in 2500 5000 7500; do
-  out=results/fashion-mnist/nf32/curve/step_$step/table1
+for step in 2000 5000 7500; do
+  point=results/fashion-mnist/nf32/curve/step_$step
   checkpoint=checkpoints/$(printf 'step_%07d.eqx' "$step")
-  [ -f "$out/table1.json" ] && continue
-  [ -f "runs/fashion-mnist/$checkpoint" ] || continue
-  .venv/bin/python -m experiments.export --run runs/fashion-mnist --checkpoint "$checkpoint" \
-    --out "runs/fashion-steps/$step"
-  .venv/bin/python -m experiments.table1 --run "runs/fashion-steps/$step" --limit 300 --probes 1 --out "$out"
+  [ -f "$point/table1/table1.json" ] && continue
+  if [ ! -f "$point/run/model.eqx" ]; then
+    [ -f "runs/fashion-mnist/$checkpoint" ] || continue
+    .venv/bin/python -m experiments.export --run runs/fashion-mnist --checkpoint "$checkpoint" --out "$point/run"
+  fi
+  .venv/bin/python -m experiments.table1 --run "$point/run" --limit 300 --probes 1 --out "$point/table1"
 done
