@@ -34,6 +34,9 @@ def test_every_classifier_on_the_same_images(comparison):
     assert exact["agreement_with_exact"] == 1 and exact["log_p_minus_exact"]["mean"] == 0
     assert elbo["passes_per_image"] == 4 * 10 and adaptive["passes_per_image"] == 4 * 10 + 8 * 3
     assert elbo["nfe_per_image"] == 0 < exact["nfe_per_image"]
+    # The exact classifier as its own first pass keeps its prediction at every shortlist size.
+    assert all(s == {"keeps_exact_prediction": 1.0, "accuracy": exact["accuracy"]}
+               for s in exact["as_first_pass"].values())
     for row in result["rows"].values():
         assert 0 <= row["calibration_error"] <= 1 and 0 <= row["calibration_error_scaled"] <= 1
         assert sum(row["reliability"]["count"]) == 6 and len(row["temperatures"]) == 2
@@ -67,6 +70,18 @@ def test_bad_rounds(tiny_run, tmp_path, rounds):
 def test_figure2_needs_the_exact_likelihood(tiny_run, tmp_path):
     with pytest.raises(ValueError, match="needs the exact likelihood.*--estimator elbo"):
         figure2.main(["--run", str(tiny_run), "--out", str(tmp_path), "--estimator", "elbo"])
+
+
+def test_a_replayed_shortlist_decides_by_the_exact_scores_among_the_first_pass_best():
+    first = np.array([[3.0, 2.0, 1.0, 0.0, -1.0, -2.0], [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]])
+    exact = np.array([[0.0, 1.0, 9.0, 2.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 1.0, 0.0]])
+    replayed = estimators.replayed_shortlists(first, exact, labels=np.array([2, 5]))
+    # k = 2 keeps labels 0, 1 and 5, 4: predictions 1 and 4, against the exact classifier's 2 and 4
+    # and the labels 2 and 5...
+    assert replayed["2"] == {"keeps_exact_prediction": 0.5, "accuracy": 0.0}
+    # ... k = 3 reaches label 2 of the first image; k = 5 still decides 4 over 5 in the second.
+    assert replayed["3"] == {"keeps_exact_prediction": 1.0, "accuracy": 0.5}
+    assert replayed["5"] == {"keeps_exact_prediction": 1.0, "accuracy": 0.5}
 
 
 def test_temperature_is_recovered_from_labels_drawn_at_it():
