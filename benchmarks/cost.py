@@ -8,7 +8,7 @@ default (the preset's settings) and with each lever, alone and combined:
 fewer probes, other Runge-Kutta pairs (Tsit5, and Heun of order 2), looser
 tolerances, error norms that control log p and the log-SNR time variable
 (docs/method.md §4.3), and early label elimination (a shortlist after a loose
-solve or after an ELBO, §4.8). Per row: accuracy, predictions that differ
+solve, a few fixed Heun steps or an ELBO, §4.8). Per row: accuracy, predictions that differ
 from the default's, solver function evaluations, network passes and seconds
 per image (the median over chunks, compiling left out; all rows in one
 process, so their ratios are what carries over between machines), and, on
@@ -71,6 +71,9 @@ def levers(default: EstimateOptions) -> list[tuple[str, EstimateOptions]]:
         ("shortlist 3 of a 1-probe pass at 1e-2", change(shortlist=3, first_pass_tolerance=1e-2)),
         ("2 probes, rtol 1e-2, shortlist 3 of a pass at 1e-1",
          change(probes=2, shortlist=3, first_pass_tolerance=1e-1, **loose)),
+        *[(f"{n} probe(s), rtol 1e-2, shortlist {keep} of a {steps}-step Heun pass",
+           change(probes=n, shortlist=keep, first_pass_steps=steps, **loose))
+          for n, keep, steps in ((2, 2, 4), (1, 2, 4), (2, 3, 4), (2, 2, 2), (2, 2, 8))],
         *[(f"{n} probe(s), rtol {tolerance}, shortlist {keep} of an ELBO-{pairs} pass",
            change(probes=n, shortlist=keep, first_pass="elbo", elbo_samples=pairs, rtol=float(tolerance),
                   atol=float(tolerance)))

@@ -82,6 +82,9 @@ class EstimateOptions:
         "and only this many best ones are solved with the full settings; off when unset"
     )
     first_pass_tolerance: float = option("rtol = atol of the --shortlist first pass", 1e-3)
+    first_pass_steps: int | None = option(
+        "the --shortlist first pass on a fixed grid of this many Heun steps (2 network evaluations "
+        "each, 1 probe) instead of adaptive at --first-pass-tolerance (docs/method.md §4.8)", at_least=1)
     first_pass: Literal["exact", "elbo"] = option(
         "what ranks the labels for --shortlist: the exact likelihood (1 probe, --first-pass-tolerance), "
         "or the ELBO with --elbo-samples pairs (forward passes only, docs/method.md §4.8)", "exact")
@@ -151,6 +154,9 @@ def classifier_of(run: Run, options: EstimateOptions | None = None) -> Classifie
     options = resolve(options or EstimateOptions(), run.config.preset)
     if options.estimator == "elbo":
         return ELBOClassifier(run.model, t0=options.t0, **elbo_schedule(options))
+    if options.first_pass_steps is not None and (options.shortlist is None or options.first_pass != "exact"):
+        raise ValueError("--first-pass-steps sets the exact first pass of a --shortlist: give --shortlist "
+                         "with --first-pass exact")
     if options.shortlist is not None and options.first_pass == "elbo":
         exact = classifier_of(run, dataclasses.replace(options, shortlist=None))
         first = classifier_of(run, dataclasses.replace(options, estimator="elbo"))
@@ -160,7 +166,8 @@ def classifier_of(run: Run, options: EstimateOptions | None = None) -> Classifie
         rtol=options.rtol, atol=options.atol,
         t0=options.t0, solver=SOLVERS[options.solver], batching=BATCHING[options.batching],
         share_noise=options.share_noise, shortlist=options.shortlist,
-        first_pass_tolerance=options.first_pass_tolerance, norm=ERROR_NORMS[options.error_norm],
+        first_pass_tolerance=options.first_pass_tolerance, first_pass_steps=options.first_pass_steps,
+        norm=ERROR_NORMS[options.error_norm],
         time_variable=TIME_VARIABLES[options.time_variable],
     )
 

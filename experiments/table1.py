@@ -100,6 +100,7 @@ def markdown_table(summary: dict) -> str:
                 "each) per image, no solver, ")
     else:
         first_pass = (f"an ELBO first pass of {s['elbo_samples']} pairs" if s.get("first_pass") == "elbo"
+                      else f"a first pass of {s['first_pass_steps']} Heun steps" if s.get("first_pass_steps")
                       else f"a first pass at {s['first_pass_tolerance']}")
         shortlist = f", shortlist of {s['shortlist']} after {first_pass}" if s["shortlist"] else ""
         outside = summary.get("true_label_outside_shortlist")

@@ -94,6 +94,7 @@ def _solve_batch(
     adjoint: diffrax.AbstractAdjoint,
     dt0: float | None,
     time_variable: TimeVariable,
+    steps: int | None,
 ) -> tuple[Float[Array, "b"], LikelihoodStats]:
     """One diffrax solve of the augmented ODE for a whole batch."""
     num_dims = math.prod(xs.shape[1:])
@@ -113,6 +114,10 @@ def _solve_batch(
     num_channels = jax.eval_shape(jax.vmap(divergence.reduce), probes[:, :, 0]).shape[1]
     state0 = (xs, jnp.zeros((xs.shape[0], num_channels), xs.dtype))
     s0, s1 = time_variable.interval(sde, t0)
+    if steps is None:
+        controller = diffrax.PIDController(rtol=rtol, atol=atol, norm=norm)
+    else:  # the grid's ends are the interval's exactly, so no float-rounding sliver of a step is added
+        controller, dt0 = diffrax.StepTo(jnp.linspace(s0, s1, steps + 1)), None
     solution = diffrax.diffeqsolve(
         diffrax.ODETerm(in_time_variable(vector_field, time_variable, sde)),
         solver,
@@ -121,7 +126,7 @@ def _solve_batch(
         dt0=dt0,
         y0=state0,
         args=(noise_fn, conditions, probes),
-        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol, norm=norm),
+        stepsize_controller=controller,
         max_steps=max_steps,
         throw=False,
         adjoint=adjoint,
@@ -240,6 +245,7 @@ def batch_log_likelihood(
     adjoint: diffrax.AbstractAdjoint = diffrax.RecursiveCheckpointAdjoint(),
     dt0: float | None = None,
     time_variable: TimeVariable = DiffusionTime(),
+    steps: int | None = None,
 ) -> tuple[Float[Array, "b"], LikelihoodStats]:
     """log p(x_i | c_i) in nats for a batch, `noise_fn(x, t, c)` on one input.
 
@@ -256,6 +262,9 @@ def batch_log_likelihood(
     whose first attempt is rejected, diffrax evaluates the start once more
     than `num_function_evaluations` counts (seen in a throwaway count on a
     tanh field with dt0 = 0.5; tests/test_likelihood.py checks 0.05 exact).
+    `steps` puts the solve on a fixed grid of that many equal steps in the time
+    variable instead (rtol, atol, norm and dt0 then do nothing): a cheap, biased
+    solve whose cost is known in advance, for a shortlist's first pass (§4.8).
     """
     xs, keys = jnp.asarray(xs), typed_keys(keys)
     _check_inputs(noise_fn, xs[0], jax.tree.map(lambda c: c[0], conditions), float(t0), sde)
@@ -269,7 +278,7 @@ def batch_log_likelihood(
     def solve_batch(xs_, conditions_, probes_):
         return _solve_batch(
             noise_fn, sde, xs_, conditions_, probes_, divergence,
-            start, rtol, atol, solver, max_steps, norm, adjoint, dt0, time_variable,
+            start, rtol, atol, solver, max_steps, norm, adjoint, dt0, time_variable, steps,
         )
 
     return batching(solve_batch, xs, conditions, probes)
@@ -289,7 +298,7 @@ def log_likelihood(
     `noise_fn(x, t)` predicts the noise on one unbatched input (a network with
     its label bound, or an analytic function). `options` are those of
     `batch_log_likelihood`: divergence, t0, rtol, atol, solver, max_steps,
-    norm, adjoint, dt0, time_variable. A batch is `jax.vmap` over this function (vmapped solves) or
+    norm, adjoint, dt0, time_variable, steps. A batch is `jax.vmap` over this function (vmapped solves) or
     `batch_log_likelihood` (one shared solve).
     """
     x = jnp.asarray(x)

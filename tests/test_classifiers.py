@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -42,6 +43,33 @@ def test_scores_are_the_library_functions_numbers(network, pixels):
     np.testing.assert_array_equal(result.nfe, jnp.max(stats.num_function_evaluations, axis=1))
     np.testing.assert_array_equal(result.passes, result.nfe * 3 * 3)
     assert classifier.kind == "likelihood" and not classifier.deterministic and classifier.num_classes == 3
+
+
+def test_a_fixed_grid_first_pass_ranks_by_its_heun_steps(network, pixels):
+    """`first_pass_steps=3`: the first pass is 3 Heun steps (6 evaluations, 1 probe, on all 3
+    labels); its 2 best labels are solved exactly (one solve of those pairs and keys), and the
+    passes count both stages."""
+    classifier = LikelihoodClassifier(network, divergence=Hutchinson(2), rtol=TOLERANCE, atol=TOLERANCE,
+                                      shortlist=2, first_pass_steps=3)
+    keys = jax.random.split(jax.random.key(0), 2)
+    result = classifier.scores(pixels, keys)
+    first, _ = batch_class_log_likelihoods(network, SubVPSDE(), channels_first(pixels), keys=keys,
+                                           divergence=Hutchinson(1), solver=diffrax.Heun(), steps=3)
+    shortlist = jnp.argsort(-first, axis=1)[:, :2]
+    pair_keys = jax.vmap(lambda k: jnp.stack([k, k]))(keys).reshape(-1)
+    expected, stats = pair_log_likelihoods(network, SubVPSDE(), jnp.repeat(channels_first(pixels), 2, axis=0),
+                                           shortlist.reshape(-1), keys=pair_keys, divergence=Hutchinson(2),
+                                           rtol=TOLERANCE, atol=TOLERANCE)
+    rows = jnp.arange(2)[:, None]
+    np.testing.assert_allclose(result.scores[rows, shortlist], expected.reshape(2, 2), rtol=1e-5)
+    others = jnp.ones((2, 3), bool).at[rows, shortlist].set(False)
+    np.testing.assert_allclose(result.scores[others], first[others], rtol=1e-5)
+    np.testing.assert_array_equal(result.shortlisted, ~others)
+    exact_nfe = jnp.max(stats.num_function_evaluations)
+    np.testing.assert_array_equal(result.nfe, 6 + exact_nfe)
+    np.testing.assert_array_equal(result.passes, 6 * 3 * 2 + exact_nfe * 2 * 3)
+    with pytest.raises(ValueError, match="needs a shortlist"):
+        LikelihoodClassifier(network, first_pass_steps=3)
 
 
 def test_an_elbo_shortlist_solves_its_best_labels_with_the_exact_classifiers_numbers(network, pixels):
