@@ -137,8 +137,10 @@ def plot_curve(plt, path: Path, curve: dict, title: str) -> None:
     save_png(path, figure)
 
 
-def row(name: str, result: dict, default: dict, reference: dict, labels: np.ndarray) -> dict:
-    near = len(reference["prediction"])  # the first images, where the reference was solved
+def row(name: str, result: dict, default: dict, reference: dict | None, labels: np.ndarray) -> dict:
+    """One setting's line; without a reference (--reference-images 0) its two columns are None."""
+    near = 0 if reference is None else len(reference["prediction"])  # the images the reference solved
+    versus = lambda value: None if reference is None else float(value())
     return {
         "name": name,
         "accuracy": float(np.mean(result["prediction"] == labels)),
@@ -147,8 +149,8 @@ def row(name: str, result: dict, default: dict, reference: dict, labels: np.ndar
         "passes_per_image": float(np.mean(result["passes"])),
         "seconds_per_image": float(result["seconds_per_image"]),
         "seconds_vs_default": float(result["seconds_per_image"] / default["seconds_per_image"]),
-        "mean_abs_delta_log_p_vs_reference": float(np.mean(np.abs(result["scores"][:near] - reference["scores"]))),
-        "accuracy_on_reference_images": float(np.mean(result["prediction"][:near] == labels[:near])),
+        "mean_abs_delta_log_p_vs_reference": versus(lambda: np.mean(np.abs(result["scores"][:near] - reference["scores"]))),
+        "accuracy_on_reference_images": versus(lambda: np.mean(result["prediction"][:near] == labels[:near])),
     }
 
 
@@ -157,14 +159,16 @@ def markdown(rows: list[dict], reference: dict, images: int) -> str:
              "| mean abs Δ log p vs reference (nats) | accuracy on the reference's images (%) |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
+        delta, accuracy = r["mean_abs_delta_log_p_vs_reference"], r["accuracy_on_reference_images"]
         lines.append(f"| {r['name']} | {100 * r['accuracy']:.1f} | {r['predictions_differing_from_default']} "
                      f"| {r['nfe_per_image']:,.0f} | {r['passes_per_image']:,.0f} | {r['seconds_per_image']:.3g} "
-                     f"| {r['seconds_vs_default']:.3f} | {r['mean_abs_delta_log_p_vs_reference']:.3f} "
-                     f"| {100 * r['accuracy_on_reference_images']:.1f} |")
-    lines.append(f"\n{images} seeded test images; the reference ({REFERENCE['probes']} probes, rtol = atol = "
-                 f"{REFERENCE['rtol']:g}) on the first {reference['images']}: accuracy "
-                 f"{100 * reference['accuracy']:.1f} %, {reference['seconds_per_image']:.3g} s per image, "
-                 f"{reference['nfe_per_image']:,.0f} NFE. A network pass is one forward pass or JVP on one "
+                     f"| {r['seconds_vs_default']:.3f} | {'' if delta is None else f'{delta:.3f}'} "
+                     f"| {'' if accuracy is None else f'{100 * accuracy:.1f}'} |")
+    tight = (f"the reference ({REFERENCE['probes']} probes, rtol = atol = {REFERENCE['rtol']:g}) on the first "
+             f"{reference['images']}: accuracy {100 * reference['accuracy']:.1f} %, "
+             f"{reference['seconds_per_image']:.3g} s per image, {reference['nfe_per_image']:,.0f} NFE"
+             if reference else "no reference (--reference-images 0)")
+    lines.append(f"\n{images} seeded test images; {tight}. A network pass is one forward pass or JVP on one "
                  "(image, label) input; the seconds are medians over chunks, compiling left out, all rows in "
                  "one process.")
     return "\n".join(lines)
@@ -175,7 +179,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--run", type=Path, required=True, help="training run folder")
     parser.add_argument("--data", help="data source of the test split (default: the preset's)")
     parser.add_argument("--images", type=int, default=200, help="seeded test images")
-    parser.add_argument("--reference-images", type=int, default=50, help="the first images, for the reference")
+    parser.add_argument("--reference-images", type=int, default=50,
+                        help="the first images, for the reference and the curve (0: neither)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", nargs="+", metavar="TEXT",
                         help="run only the levers whose names contain one of these (the default always)")
@@ -195,13 +200,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
         results[name] = estimate(run, test, indices, options, seed=args.seed, cache=cache, desc=name)
         print(f"{name}: accuracy {100 * np.mean(results[name]['prediction'] == labels):.1f} %, "
               f"{results[name]['seconds_per_image']:.3g} s per image", flush=True)
-    near = indices[:args.reference_images]
-    solved = estimate(run, test, near, dataclasses.replace(default_options, **REFERENCE), seed=args.seed,
-                      cache=cache, desc="reference")
-    reference = {"scores": solved["scores"], "prediction": solved["prediction"], "images": len(near),
-                 "accuracy": float(np.mean(solved["prediction"] == labels[:len(near)])),
-                 "seconds_per_image": float(solved["seconds_per_image"]),
-                 "nfe_per_image": float(np.mean(solved["nfe"]))}
+    near, reference = indices[:args.reference_images], None
+    if len(near):
+        solved = estimate(run, test, near, dataclasses.replace(default_options, **REFERENCE), seed=args.seed,
+                          cache=cache, desc="reference")
+        reference = {"scores": solved["scores"], "prediction": solved["prediction"], "images": len(near),
+                     "accuracy": float(np.mean(solved["prediction"] == labels[:len(near)])),
+                     "seconds_per_image": float(solved["seconds_per_image"]),
+                     "nfe_per_image": float(np.mean(solved["nfe"]))}
     default = results[chosen[0][0]]
     rows = [row(name, results[name], default, reference, labels) for name, _ in chosen]
     text = markdown(rows, reference, len(indices))
@@ -209,8 +215,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     out = args.out or args.run / "benchmark_cost"
     write_text(out / "cost.md", text)
     write_json(out / "cost.json", {"run": str(args.run), "images": len(indices), "rows": rows,
-                                   "reference": {k: v for k, v in reference.items() if k not in ("scores", "prediction")}})
-    if not args.no_curve:
+                                   "reference": reference and {k: v for k, v in reference.items()
+                                                              if k not in ("scores", "prediction")}})
+    if not args.no_curve and len(near):
         curve = solver_curve(run, test, near, default_options, seed=args.seed, cache=cache)
         write_text(out / "curve.md", curve_markdown(curve))
         write_json(out / "curve.json", curve)

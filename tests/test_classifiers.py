@@ -45,6 +45,19 @@ def test_scores_are_the_library_functions_numbers(network, pixels):
     assert classifier.kind == "likelihood" and not classifier.deterministic and classifier.num_classes == 3
 
 
+def solved_shortlist(network, pixels, keys, first_scores, probes: int):
+    """The 2 best labels of each of the 2 images by `first_scores`, the exact log p of those
+    pairs in one solve with the images' keys (as a shortlist's exact pass), its statistics, and
+    the mask of the other labels."""
+    shortlist = jnp.argsort(-first_scores, axis=1)[:, :2]
+    pair_keys = jax.vmap(lambda k: jnp.stack([k, k]))(keys).reshape(-1)
+    expected, stats = pair_log_likelihoods(network, SubVPSDE(), jnp.repeat(channels_first(pixels), 2, axis=0),
+                                           shortlist.reshape(-1), keys=pair_keys, divergence=Hutchinson(probes),
+                                           rtol=TOLERANCE, atol=TOLERANCE)
+    rows = jnp.arange(2)[:, None]
+    return shortlist, expected.reshape(2, 2), stats, jnp.ones((2, 3), bool).at[rows, shortlist].set(False)
+
+
 def test_a_fixed_grid_first_pass_ranks_by_its_heun_steps(network, pixels):
     """`first_pass_steps=3`: the first pass is 3 Heun steps (6 evaluations, 1 probe, on all 3
     labels); its 2 best labels are solved exactly (one solve of those pairs and keys), and the
@@ -55,14 +68,8 @@ def test_a_fixed_grid_first_pass_ranks_by_its_heun_steps(network, pixels):
     result = classifier.scores(pixels, keys)
     first, _ = batch_class_log_likelihoods(network, SubVPSDE(), channels_first(pixels), keys=keys,
                                            divergence=Hutchinson(1), solver=diffrax.Heun(), steps=3)
-    shortlist = jnp.argsort(-first, axis=1)[:, :2]
-    pair_keys = jax.vmap(lambda k: jnp.stack([k, k]))(keys).reshape(-1)
-    expected, stats = pair_log_likelihoods(network, SubVPSDE(), jnp.repeat(channels_first(pixels), 2, axis=0),
-                                           shortlist.reshape(-1), keys=pair_keys, divergence=Hutchinson(2),
-                                           rtol=TOLERANCE, atol=TOLERANCE)
-    rows = jnp.arange(2)[:, None]
-    np.testing.assert_allclose(result.scores[rows, shortlist], expected.reshape(2, 2), rtol=1e-5)
-    others = jnp.ones((2, 3), bool).at[rows, shortlist].set(False)
+    shortlist, expected, stats, others = solved_shortlist(network, pixels, keys, first, probes=2)
+    np.testing.assert_allclose(result.scores[jnp.arange(2)[:, None], shortlist], expected, rtol=1e-5)
     np.testing.assert_allclose(result.scores[others], first[others], rtol=1e-5)
     np.testing.assert_array_equal(result.shortlisted, ~others)
     exact_nfe = jnp.max(stats.num_function_evaluations)
@@ -81,18 +88,12 @@ def test_an_elbo_shortlist_solves_its_best_labels_with_the_exact_classifiers_num
     classifier = ShortlistClassifier(first, exact, 2)
     keys = jax.random.split(jax.random.key(0), 2)
     result, ranking = classifier.scores(pixels, keys), first.scores(pixels, keys)
-    shortlist = jnp.argsort(-ranking.scores, axis=1)[:, :2]
-    pair_keys = jax.vmap(lambda k: jnp.stack([k, k]))(keys).reshape(-1)
-    expected, stats = pair_log_likelihoods(network, SubVPSDE(), jnp.repeat(channels_first(pixels), 2, axis=0),
-                                           shortlist.reshape(-1), keys=pair_keys, divergence=Hutchinson(1),
-                                           rtol=TOLERANCE, atol=TOLERANCE)
-    rows = jnp.arange(2)[:, None]
+    shortlist, expected, stats, others = solved_shortlist(network, pixels, keys, ranking.scores, probes=1)
     # The same solve inside a larger compiled program: equal up to float rounding.
-    np.testing.assert_allclose(result.scores[rows, shortlist], expected.reshape(2, 2), rtol=1e-5)
-    others = jnp.ones((2, 3), bool).at[rows, shortlist].set(False)
+    np.testing.assert_allclose(result.scores[jnp.arange(2)[:, None], shortlist], expected, rtol=1e-5)
     np.testing.assert_array_equal(result.scores[others], ranking.scores[others])
     np.testing.assert_array_equal(result.shortlisted, ~others)
-    np.testing.assert_array_equal(result.prediction, shortlist[jnp.arange(2), jnp.argmax(expected.reshape(2, 2), 1)])
+    np.testing.assert_array_equal(result.prediction, shortlist[jnp.arange(2), jnp.argmax(expected, 1)])
     exact_nfe = jnp.max(stats.num_function_evaluations)
     np.testing.assert_array_equal(result.passes, ranking.passes + exact_nfe * 2 * 2)
     with pytest.raises(ValueError, match=r"keep must lie in \[1, 3\]"):
