@@ -10,8 +10,9 @@ case $action in
   save)
     mkdir -p "$saved"
     cp "$run"/checkpoint.eqx "$run"/config.json "$run"/log.jsonl "$saved"/
-    if [ -d "$run/checkpoints" ]; then
-      mkdir -p "$saved/checkpoints" && cp "$run"/checkpoints/*.eqx "$saved/checkpoints/"
+    kept=("$run"/checkpoints/*.eqx)
+    if [ -e "${kept[0]}" ]; then  # a run may keep none yet
+      mkdir -p "$saved/checkpoints" && cp "${kept[@]}" "$saved/checkpoints/"
     fi
     ;;
   restore)
