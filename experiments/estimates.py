@@ -67,6 +67,9 @@ class EstimateOptions:
     atol: float | None = option("absolute tolerance of the solver", above=0)
     t0: float = option("start time of the likelihood ODE", 1e-5, above=0)
     solver: Literal["dopri5", "tsit5", "heun"] = option("adaptive Runge-Kutta solver", "dopri5")
+    grid_steps: int | None = option(
+        "solve on a fixed grid of this many equal steps of --solver in --time-variable instead of "
+        "adaptively (--rtol and --atol then do nothing): cheap and biased", at_least=1)
     error_norm: Literal["rms", "log-p", "max"] = option(
         "the step-size controller's error norm (docs/method.md §4.3): the RMS over pixels and log p, "
         "log p's entries alone, or the larger of the two parts' RMS", "rms")
@@ -167,6 +170,7 @@ def classifier_of(run: Run, options: EstimateOptions | None = None) -> Classifie
         t0=options.t0, solver=SOLVERS[options.solver], batching=BATCHING[options.batching],
         share_noise=options.share_noise, shortlist=options.shortlist,
         first_pass_tolerance=options.first_pass_tolerance, first_pass_steps=options.first_pass_steps,
+        steps=options.grid_steps,
         norm=ERROR_NORMS[options.error_norm],
         time_variable=TIME_VARIABLES[options.time_variable],
     )

@@ -37,6 +37,9 @@ class EstimatorsConfig(EvaluationConfig):
     samples: str = option("ELBO settings: pairs per image, comma-separated", "10,30,100,300,1000")
     rounds: str = option("adaptive ELBO settings: schedules 'pairs:labels,...' separated by ';' "
                          "(empty: none)", "30:10,100:3")
+    grids: str = option("fixed-grid exact classifiers, as first passes for a shortlist (docs/method.md §4.8): "
+                        "1 probe on that many Heun steps in t, or in minus the log-SNR with ':log-snr', "
+                        "comma-separated, e.g. '4,4:log-snr' (empty: none)", "")
     bins: int = option("bins of the reliability diagram and the calibration error", 10, at_least=2)
     exact: Path | None = option("a table1 folder of the exact classifier on this run and these images to "
                                 "read instead of computing it (e.g. a committed one)")
@@ -54,6 +57,13 @@ def settings(config: EstimatorsConfig) -> dict[str, estimates.EstimateOptions]:
     for schedule in (s for s in config.rounds.split(";") if s):
         name = "adaptive_" + schedule.replace(":", "x").replace(",", "_")
         chosen[name] = estimates.EstimateOptions(estimator="elbo", elbo_rounds=schedule, images_per_solve=chunk)
+    for grid in (g for g in config.grids.split(",") if g):
+        steps, _, variable = grid.partition(":")
+        if not steps.isdigit() or int(steps) < 1 or variable not in ("", "log-snr"):
+            raise ValueError(f"--grids takes 'steps' or 'steps:log-snr', comma-separated, got {grid!r}")
+        name = f"grid_{steps}" + ("_log_snr" if variable else "")
+        chosen[name] = estimates.EstimateOptions(probes=1, solver="heun", grid_steps=int(steps),
+                                                 time_variable=variable or "t", images_per_solve=chunk)
     return chosen
 
 
@@ -165,7 +175,8 @@ def markdown_table(result: dict) -> str:
             f"{r['calibration_error_scaled']:.3f} ({temperatures}) |")
     lines += [
         "",
-        "Each as the first pass of a shortlist (`--shortlist k --first-pass elbo`), replayed from these "
+        "Each as the first pass of a shortlist (`--shortlist k` with `--first-pass elbo` for an ELBO, "
+        "`--first-pass-steps N` for a grid), replayed from these "
         "records: the exact classifier decides among the k labels it ranks best, with the scores above "
         "(docs/method.md §4.8). \"keeps\": how often the k hold the exact classifier's prediction.",
         "",
@@ -187,16 +198,16 @@ def plot(plt, path: Path, result: dict) -> None:
     figure, (cost, diagram) = plt.subplots(1, 2, figsize=(11, 4.2))
     rows = result["rows"]
     for name, r in rows.items():
-        marker = "*" if name == "exact" else ("s" if name.startswith("adaptive") else "o")
+        marker = {"exact": "*", "adaptive": "s", "grid": "^"}.get(name.split("_")[0], "o")
         cost.plot(r["passes_per_image"], 100 * r["accuracy"], marker, markersize=9 if marker == "*" else 6,
-                  color="black" if name == "exact" else "tab:blue")
+                  color={"*": "black", "^": "tab:orange"}.get(marker, "tab:blue"))
         cost.annotate(name, (r["passes_per_image"], 100 * r["accuracy"]), fontsize=7,
                       textcoords="offset points", xytext=(4, -10))
     cost.set_xscale("log")
     cost.set_xlabel("network passes per image")
     cost.set_ylabel("accuracy (%)")
     elbos = [n for n in rows if n.startswith("elbo_")]
-    shown = [("exact", "black")] + [(elbos[-1], "tab:blue")] * bool(elbos)
+    shown = [("exact", "black")] + ([(elbos[-1], "tab:blue")] if elbos else [])
     for name, colour in shown:
         for key, style in (("reliability", "o-"), ("reliability_scaled", "s--")):
             table = rows[name][key]

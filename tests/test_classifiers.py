@@ -78,6 +78,8 @@ def test_a_fixed_grid_first_pass_ranks_by_its_heun_steps(network, pixels):
     np.testing.assert_array_equal(result.passes, 6 * 3 * 2 + exact_nfe * 2 * 2)
     with pytest.raises(ValueError, match="needs a shortlist"):
         LikelihoodClassifier(network, first_pass_steps=3)
+    with pytest.raises(ValueError, match="steps must be at least 1"):
+        LikelihoodClassifier(network, steps=0)
 
 
 def test_an_elbo_shortlist_solves_its_best_labels_with_the_exact_classifiers_numbers(network, pixels):

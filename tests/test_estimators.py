@@ -12,7 +12,9 @@ from tests.conftest import counting
 
 # The exact classifier's settings are test_table1's FAST (the digits preset's probes and
 # tolerances, 2 images per solve): the same program, compiled once per suite.
-SETTINGS = ["--limit", "6", "--images-per-solve", "2", "--samples", "4", "--rounds", "4:10,8:3"]
+SETTINGS = ["--limit", "6", "--images-per-solve", "2", "--samples", "4", "--rounds", "4:10,8:3",
+            "--grids", "2:log-snr"]
+ROWS = ["exact", "elbo_4", "adaptive_4x10_8x3", "grid_2_log_snr"]
 
 
 @pytest.fixture(scope="module")
@@ -23,17 +25,20 @@ def comparison(tiny_run, tmp_path_factory):
 
 def test_every_classifier_on_the_same_images(comparison):
     out, result = comparison
-    assert list(result["rows"]) == ["exact", "elbo_4", "adaptive_4x10_8x3"]
+    assert list(result["rows"]) == ROWS
     kinds = {name: {json.loads(line)["kind"] for line in (out / name / "images.jsonl").read_text().splitlines()}
              for name in result["rows"]}
-    assert kinds == {"exact": {"likelihood"}, "elbo_4": {"elbo"}, "adaptive_4x10_8x3": {"elbo"}}
+    assert kinds == {"exact": {"likelihood"}, "elbo_4": {"elbo"}, "adaptive_4x10_8x3": {"elbo"},
+                     "grid_2_log_snr": {"likelihood"}}
     indices = {name: [json.loads(line)["index"] for line in (out / name / "images.jsonl").read_text().splitlines()]
                for name in result["rows"]}
-    assert indices["elbo_4"] == indices["exact"] == indices["adaptive_4x10_8x3"] and len(indices["exact"]) == 6
-    exact, elbo, adaptive = result["rows"].values()
+    assert all(indices[name] == indices["exact"] for name in ROWS) and len(indices["exact"]) == 6
+    exact, elbo, adaptive, grid = result["rows"].values()
     assert exact["agreement_with_exact"] == 1 and exact["log_p_minus_exact"]["mean"] == 0
     assert elbo["passes_per_image"] == 4 * 10 and adaptive["passes_per_image"] == 4 * 10 + 8 * 3
     assert elbo["nfe_per_image"] == 0 < exact["nfe_per_image"]
+    # Heun: 2 evaluations per step, each a forward and one probe's JVP for each of 10 labels.
+    assert grid["nfe_per_image"] == 2 * 2 and grid["passes_per_image"] == 2 * 2 * 10 * 2
     # The exact classifier as its own first pass keeps its prediction at every shortlist size.
     assert all(s == {"keeps_exact_prediction": 1.0, "accuracy": exact["accuracy"]}
                for s in exact["as_first_pass"].values())
@@ -59,6 +64,12 @@ def test_table1_names_the_bound(tiny_run, tmp_path):
     assert summary["kind"] == "elbo" and summary["evaluations_per_image"] == 4 * 10 + 8 * 3
     markdown = (tmp_path / "table1.md").read_text()
     assert "ELBO of rounds (pairs:labels) 4:10,8:3 shared by the labels" in markdown and "an upper bound" in markdown
+
+
+@pytest.mark.parametrize("grids", ["0", "4:t", "x"])
+def test_bad_grids(tiny_run, tmp_path, grids):
+    with pytest.raises(ValueError, match="--grids takes 'steps' or 'steps:log-snr'"):
+        estimators.main(["--run", str(tiny_run), "--out", str(tmp_path), "--grids", grids])
 
 
 @pytest.mark.parametrize("rounds", ["4", "4:10;8:3", "a:b"])
