@@ -176,7 +176,7 @@ def markdown_table(result: dict) -> str:
     lines += [
         "",
         "Each as the first pass of a shortlist (`--shortlist k` with `--first-pass elbo` for an ELBO, "
-        "`--first-pass-steps N` for a grid), replayed from these "
+        "`--first-pass-steps N` for a grid in t), replayed from these "
         "records: the exact classifier decides among the k labels it ranks best, with the scores above "
         "(docs/method.md §4.8). \"keeps\": how often the k hold the exact classifier's prediction.",
         "",
