@@ -28,9 +28,11 @@ from sde import AbstractSDE
 class Shortlisted(eqx.Module):
     """The outcome of a shortlisted classification.
 
-    `log_probs` holds the exact pass's log p(x | y) on the shortlist and the
-    first pass's estimate elsewhere; predictions come from the shortlist only
-    (`prediction`), since a first-pass estimate is not comparable to an exact one.
+    `log_probs` holds the exact pass's log p(x | y) on the shortlist and, elsewhere,
+    the first pass's estimate moved onto the exact pass's scale: by the image's
+    mean exact-minus-first gap over its shortlist (docs/method.md §4.8). No such
+    estimate exceeds the best shortlisted log p, so `prediction`, the best label
+    of the shortlist, is also the argmax of `log_probs`.
     `first_stats` are the first pass's solve statistics (None for a first pass
     without a solve, such as an ELBO).
     """
@@ -73,8 +75,13 @@ def solve_shortlist(
     )
     exact = exact.reshape(num_images, keep)
     rows = jnp.arange(num_images)[:, None]
+    # A cheap pass errs by about the same amount on every label of an image (that is why it
+    # ranks them): the labels it left out get its scores plus the image's mean gap on the
+    # shortlist. A left-out first score lies below every shortlisted one, so its moved score
+    # lies below the shortlist's mean exact log p, and so below its best.
+    gap = jnp.mean(exact - jnp.take_along_axis(first, shortlist, axis=1), axis=1, keepdims=True)
     return Shortlisted(
-        log_probs=first.at[rows, shortlist].set(exact),
+        log_probs=(first + gap).at[rows, shortlist].set(exact),
         shortlisted=jnp.zeros(first.shape, bool).at[rows, shortlist].set(True),
         prediction=jnp.take_along_axis(shortlist, jnp.argmax(exact, axis=1)[:, None], axis=1)[:, 0],
         first_stats=first_stats,

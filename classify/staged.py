@@ -20,9 +20,9 @@ from likelihood import channels_first
 class ShortlistClassifier(eqx.Module):
     """`exact`'s log p(x | y) on the `keep` best labels of `first`, and its argmax among them.
 
-    The scores hold the exact log p on each image's shortlist and `first`'s scores
-    elsewhere (not comparable with them; the prediction looks at the shortlist
-    only). `first` sees the same keys as `exact`, so an ELBO first pass
+    The scores hold the exact log p on each image's shortlist and `first`'s scores,
+    moved by the image's mean exact-minus-first gap on the shortlist, elsewhere
+    (`classify.Shortlisted`). `first` sees the same keys as `exact`, so an ELBO first pass
     dequantises an image with the same noise. `nfe` counts the exact solve's
     evaluations, `passes` both stages' network passes.
     """

@@ -82,12 +82,14 @@ class EstimateOptions:
     share_noise: bool = option("same dequantisation noise and probes for all labels", True)
     shortlist: int | None = option(
         "early elimination: a first pass (1 probe, --first-pass-tolerance) ranks the labels "
-        "and only this many best ones are solved with the full settings; off when unset"
+        "and only this many best ones are solved with the full settings; 0: off (default: the "
+        "preset's, for the adaptive exact classifier only)", at_least=0
     )
     first_pass_tolerance: float = option("rtol = atol of the --shortlist first pass", 1e-3)
     first_pass_steps: int | None = option(
         "the --shortlist first pass on a fixed grid of this many Heun steps (2 network evaluations "
-        "each, 1 probe) instead of adaptive at --first-pass-tolerance (docs/method.md §4.8)", at_least=1)
+        "each, 1 probe) instead of adaptive at --first-pass-tolerance (docs/method.md §4.8); 0: "
+        "adaptive (default: the preset's)", at_least=0)
     first_pass: Literal["exact", "elbo"] = option(
         "what ranks the labels for --shortlist: the exact likelihood (1 probe, --first-pass-tolerance), "
         "or the ELBO with --elbo-samples pairs (forward passes only, docs/method.md §4.8)", "exact")
@@ -111,26 +113,39 @@ class ClassifyConfig(EstimateOptions, EvaluationConfig):
 
 
 # The paper's values for CIFAR-10 (docs/method.md §4.2: n = 30 draws, rtol = atol = 1e-5); the
-# CPU presets' from benchmarks/classify.py and whole-split runs (benchmarks/README.md):
-# on the digits test split rtol 1e-3 gave the same 360 predictions as 1e-4 at half the cost.
-_CPU_EVALUATION = dict(probes=4, rtol=1e-3, atol=1e-3, images_per_solve=20)
+# CPU presets' from benchmarks/classify.py, benchmarks/cost.py and whole-split runs
+# (benchmarks/README.md). 28x28: on the digits test split rtol 1e-3 gave the same 360
+# predictions as 1e-4 at half the cost. Digits: a shortlist of 2 after 4 Heun steps, then 2
+# probes at rtol 1e-2, gave the 4-probe rtol-1e-3 solve's accuracy on the whole test split at
+# 0.09 of its time (results/digits/table1_heun_shortlist/); at 28x28 no first pass ranks the
+# labels well enough (results/fashion-mnist/first_pass_grids/), so those presets solve them all.
+_CPU_EVALUATION = dict(probes=4, rtol=1e-3, atol=1e-3, images_per_solve=20, shortlist=0, first_pass_steps=0)
+_PAPER_EVALUATION = dict(probes=30, rtol=1e-5, atol=1e-5, images_per_solve=10, shortlist=0, first_pass_steps=0)
 PRESET_EVALUATION: dict[str, dict] = {
-    "digits": _CPU_EVALUATION,
+    "digits": dict(probes=2, rtol=1e-2, atol=1e-2, images_per_solve=20, shortlist=2, first_pass_steps=4),
     "mnist": _CPU_EVALUATION,
     "fashion-mnist": _CPU_EVALUATION,
-    "cifar10": dict(probes=30, rtol=1e-5, atol=1e-5, images_per_solve=10),
-    "cifar10-deep": dict(probes=30, rtol=1e-5, atol=1e-5, images_per_solve=10),
+    "cifar10": _PAPER_EVALUATION,
+    "cifar10-deep": _PAPER_EVALUATION,
 }
 
 
 def resolve(options: EstimateOptions, preset: str) -> EstimateOptions:
-    """Fill every None among probes, rtol, atol and images_per_solve with the preset's value."""
+    """Fill every None among probes, rtol, atol, images_per_solve, shortlist and
+    first_pass_steps with the preset's value. The preset's shortlist applies to the adaptive
+    exact classifier alone (an ELBO or a fixed grid scores every label unless --shortlist
+    says otherwise), and its first-pass steps to an exact first pass alone; 0 turns either off."""
     defaults = PRESET_EVALUATION[preset]
+    adaptive_exact = options.estimator == "exact" and options.grid_steps is None
+    preset_shortlist = defaults["shortlist"] if adaptive_exact else 0
+    shortlist = preset_shortlist if options.shortlist is None else options.shortlist
+    preset_steps = defaults["first_pass_steps"] if shortlist and options.first_pass == "exact" else 0
     filled = {k: v for k, v in defaults.items() if getattr(options, k) is None}
-    options = dataclasses.replace(options, **filled)
-    for name in ("probes", "images_per_solve"):
-        if getattr(options, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(options, name)}")
+    options = dataclasses.replace(options, **{**filled, "shortlist": shortlist, "first_pass_steps": (
+        preset_steps if options.first_pass_steps is None else options.first_pass_steps)})
+    for name, least in (("probes", 1), ("images_per_solve", 1), ("shortlist", 0), ("first_pass_steps", 0)):
+        if getattr(options, name) < least:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least {least}, got {getattr(options, name)}")
     return options
 
 
@@ -157,19 +172,19 @@ def classifier_of(run: Run, options: EstimateOptions | None = None) -> Classifie
     options = resolve(options or EstimateOptions(), run.config.preset)
     if options.estimator == "elbo":
         return ELBOClassifier(run.model, t0=options.t0, **elbo_schedule(options))
-    if options.first_pass_steps is not None and (options.shortlist is None or options.first_pass != "exact"):
+    if options.first_pass_steps and (not options.shortlist or options.first_pass != "exact"):
         raise ValueError("--first-pass-steps sets the exact first pass of a --shortlist: give --shortlist "
                          "with --first-pass exact")
-    if options.shortlist is not None and options.first_pass == "elbo":
-        exact = classifier_of(run, dataclasses.replace(options, shortlist=None))
+    if options.shortlist and options.first_pass == "elbo":
+        exact = classifier_of(run, dataclasses.replace(options, shortlist=0))
         first = classifier_of(run, dataclasses.replace(options, estimator="elbo"))
         return ShortlistClassifier(first, exact, options.shortlist)
     return LikelihoodClassifier(
         run.model, divergence=Hutchinson(options.probes, probe_loop=options.probe_loop),
         rtol=options.rtol, atol=options.atol,
         t0=options.t0, solver=SOLVERS[options.solver], batching=BATCHING[options.batching],
-        share_noise=options.share_noise, shortlist=options.shortlist,
-        first_pass_tolerance=options.first_pass_tolerance, first_pass_steps=options.first_pass_steps,
+        share_noise=options.share_noise, shortlist=options.shortlist or None,
+        first_pass_tolerance=options.first_pass_tolerance, first_pass_steps=options.first_pass_steps or None,
         steps=options.grid_steps,
         norm=ERROR_NORMS[options.error_norm],
         time_variable=TIME_VARIABLES[options.time_variable],

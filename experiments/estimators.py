@@ -50,7 +50,8 @@ class EstimatorsConfig(EvaluationConfig):
 def settings(config: EstimatorsConfig) -> dict[str, estimates.EstimateOptions]:
     """Every classifier of the comparison by its folder name under --out."""
     chunk = config.images_per_solve
-    chosen = {"exact": estimates.EstimateOptions(images_per_solve=chunk)}
+    # The exact row scores every label exactly (no shortlist): the others are measured against it.
+    chosen = {"exact": estimates.EstimateOptions(images_per_solve=chunk, shortlist=0)}
     for samples in (int(n) for n in config.samples.split(",") if n):
         chosen[f"elbo_{samples}"] = estimates.EstimateOptions(estimator="elbo", elbo_samples=samples,
                                                               images_per_solve=chunk)
@@ -115,12 +116,15 @@ def row(records: list[dict], exact: list[dict], num_dims: int, bins: int) -> dic
 
 def given_exact(config: EstimatorsConfig, run: Run) -> list[dict]:
     """The records of the --exact folder, refused unless they are of this run's model and of
-    the exact classifier."""
+    the exact classifier on every label (a shortlist's records hold first-pass scores)."""
     if load_config(config.exact)["model"] != run.fingerprint():
         raise ValueError(f"{config.exact} was computed on another model than {config.run}")
     records = read_lines(config.exact / RESULTS_FILE)
     if not records or records[0]["kind"] != "likelihood":
         raise ValueError(f"{config.exact / RESULTS_FILE} holds no exact classifier's records")
+    if "shortlisted" in records[0]:
+        raise ValueError(f"{config.exact / RESULTS_FILE} holds a shortlist's records, whose left-out labels "
+                         "have first-pass scores: give a table1 folder made with --shortlist 0")
     return records
 
 

@@ -104,8 +104,8 @@ def main(argv: list[str] | None = None) -> dict:
         raise ValueError(f"--counts must lie in [1, --draws = {config.draws}], got {config.counts}")
     run = load_run(config.run)
     train_config = run.config
-    # Each draw is one probe; the tolerances are the preset's unless given.
-    options = EstimateOptions(probes=1, rtol=config.rtol, atol=config.atol)
+    # Each draw is one probe on every label (no shortlist); the tolerances are the preset's unless given.
+    options = EstimateOptions(probes=1, rtol=config.rtol, atol=config.atol, shortlist=0)
     rtol, atol = (getattr(estimates.resolve(options, train_config.preset), name) for name in ("rtol", "atol"))
     classifiers = {
         noise: estimates.require_likelihood(

@@ -105,7 +105,7 @@ def markdown_table(summary: dict) -> str:
         shortlist = f", shortlist of {s['shortlist']} after {first_pass}" if s["shortlist"] else ""
         outside = summary.get("true_label_outside_shortlist")
         first_pass_bits = (f"; the true label outside the shortlist on {outside} image(s), whose "
-                           "bits are the first pass's" if outside else "")
+                           "bits are the first pass's, moved by the shortlist's gap" if outside else "")
         rows.append(
             f"| {summary['model']}, this run (preset {summary['preset']}; {s['probes']} probe(s), "
             f"{'shared' if s['share_noise'] else 'separate'} noise, {s['solver']} rtol {s['rtol']} "

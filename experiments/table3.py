@@ -62,6 +62,9 @@ class Table3Config(BackendOptions):
     probes: int | None = option("Rademacher probes per solve (default: table1's)")
     rtol: float | None = option("relative tolerance of every solve (default: table1's)", above=0)
     atol: float | None = option("absolute tolerance of every solve (default: table1's)", above=0)
+    shortlist: int | None = option("labels the judging classifier solves exactly after its first pass "
+                                   "(default: table1's; 0: every label); the attack's gradients solve "
+                                   "every label", at_least=0)
     estimator: Literal["exact", "elbo"] = option("the judged classifier: exact likelihood or ELBO", "exact")
     attack_with: Literal["classifier", "elbo"] = option(
         "whose input gradients PGD follows: the judged classifier's own, or the ELBO classifier's "
@@ -128,7 +131,8 @@ def evaluate(config: Table3Config) -> dict:
     run = load_run(config.run)
     preset = run.config.preset
     options = estimates.resolve(EstimateOptions(probes=config.probes, rtol=config.rtol, atol=config.atol,
-                                                estimator=config.estimator, elbo_samples=config.elbo_samples), preset)
+                                                shortlist=config.shortlist, estimator=config.estimator,
+                                                elbo_samples=config.elbo_samples), preset)
     classifier = estimates.classifier_of(run, options)
     attack_pairs = config.attack_elbo_samples or config.elbo_samples
     gradient_classifier = None
@@ -141,7 +145,8 @@ def evaluate(config: Table3Config) -> dict:
     attacks = attacks_of(config)
     out = config.out or config.run / "table3"
     saved_settings = {**settings_of(config), "limit": limit, "probes": options.probes,
-                      "rtol": options.rtol, "atol": options.atol}
+                      "rtol": options.rtol, "atol": options.atol, "shortlist": options.shortlist,
+                      "first_pass_steps": options.first_pass_steps}
     results_path = claim(out, saved_settings, run, defaults_of(Table3Config))
     test = load_dataset(preset, "test", source=config.data)
     order = evaluation_order(len(test.labels), limit, config.seed)

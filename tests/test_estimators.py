@@ -10,8 +10,8 @@ from classify import calibration
 from experiments import estimates, estimators, figure2, table1
 from tests.conftest import counting
 
-# The exact classifier's settings are test_table1's FAST (the digits preset's probes and
-# tolerances, 2 images per solve): the same program, compiled once per suite.
+# The exact row: the digits preset's probes and tolerances on every label (no shortlist), 2
+# images per solve.
 SETTINGS = ["--limit", "6", "--images-per-solve", "2", "--samples", "4", "--rounds", "4:10,8:3",
             "--grids", "2:log-snr"]
 ROWS = ["exact", "elbo_4", "adaptive_4x10_8x3", "grid_2_log_snr"]
@@ -56,6 +56,18 @@ def test_a_rerun_reads_every_result_back(comparison, tiny_run, monkeypatch):
     monkeypatch.setattr(estimates, "classify_chunk", counting(estimates.classify_chunk, calls))
     assert estimators.main(["--run", str(tiny_run), "--out", str(out), *SETTINGS]) == result
     assert calls == []
+
+
+def test_a_shortlists_records_are_refused_as_the_exact_row(comparison, tiny_run, tmp_path):
+    out, _ = comparison
+    (tmp_path / "exact").mkdir()
+    (tmp_path / "exact" / "config.json").write_text((out / "exact" / "config.json").read_text())
+    records = [{**json.loads(line), "shortlisted": [True] * 2 + [False] * 8}
+               for line in (out / "exact" / "images.jsonl").read_text().splitlines()]
+    (tmp_path / "exact" / "images.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    with pytest.raises(ValueError, match="holds a shortlist's records.*--shortlist 0"):
+        estimators.main(["--run", str(tiny_run), "--out", str(tmp_path / "out"), *SETTINGS,
+                         "--exact", str(tmp_path / "exact")])
 
 
 def test_table1_names_the_bound(tiny_run, tmp_path):

@@ -7,7 +7,7 @@ import pytest
 from experiments import estimates, figure1, table1, train
 from tests.conftest import TINY_TRAINING, assert_replotted, counting
 
-FAST = ["--limit", "4", "--images-per-solve", "4", "--probes", "1", "--rtol", "1e-2", "--atol", "1e-2"]
+FAST = ["--limit", "4", "--images-per-solve", "4", "--probes", "1", "--shortlist", "0", "--rtol", "1e-2", "--atol", "1e-2"]
 
 
 def test_paths_points_and_lines(tmp_path, wrn_digits_run, monkeypatch):

@@ -7,7 +7,7 @@ import pytest
 from experiments import checkpoint, estimates, table1
 from tests.conftest import interrupted_then_resumed
 
-FAST = ["--limit", "6", "--images-per-solve", "2", "--rtol", "1e-3", "--atol", "1e-3"]
+FAST = ["--limit", "6", "--images-per-solve", "2"]
 
 
 def run(tiny_run, out, *extra):
@@ -26,14 +26,21 @@ def test_results_files(uninterrupted):
     for field in ("accuracy", "bits_per_dim", "bits_per_dim_marginal", "num_images",
                   "nfe_per_image", "images_per_second", "settings"):
         assert field in saved
-    assert saved["num_images"] == 6 and saved["settings"]["probes"] == 4  # the digits preset's
+    settings = saved["settings"]  # the digits preset's: a shortlist of 2 after 4 Heun steps, 2 probes
+    assert saved["num_images"] == 6 and (settings["probes"], settings["rtol"]) == (2, 1e-2)
+    assert (settings["shortlist"], settings["first_pass_steps"]) == (2, 4)
     assert 0 <= saved["accuracy"] <= 1 and saved["bits_per_dim"] > 0 and saved["nfe_per_image"] > 0
     lines = [json.loads(line) for line in (out / "images.jsonl").read_text().splitlines()]
     assert len(lines) == 6 and all(len(line["scores"]) == 10 and line["kind"] == "likelihood" for line in lines)
+    assert all(sum(line["shortlisted"]) == 2 for line in lines)
     markdown = (out / "table1.md").read_text()
     assert "| SBGC (Zimmermann et al. 2021) (published) | CIFAR-10 | 10,000 | 95.04 | 3.11 |" in markdown
-    assert "sbgc, this run (preset digits; 4 probe(s)" in markdown
-    assert saved["evaluations_per_image"] == pytest.approx(saved["nfe_per_image"] * 10 * (1 + 4))
+    assert "sbgc, this run (preset digits; 2 probe(s)" in markdown
+    assert "shortlist of 2 after a first pass of 4 Heun steps" in markdown
+    # 4 Heun steps (8 evaluations) on 10 labels, forward and 1 probe; then 2 labels, forward and 2 probes.
+    passes = [8 * 10 * 2 + (line["cost"]["nfe"] - 8) * 2 * 3 for line in lines]
+    assert [line["cost"]["passes"] for line in lines] == passes
+    assert saved["evaluations_per_image"] == pytest.approx(sum(passes) / 6)
     confusion = saved["confusion"]
     assert len(confusion) == 10 and sum(map(sum, confusion)) == 6
     for line in lines:
@@ -60,8 +67,24 @@ def test_interrupted_run_resumes_without_recomputing(tiny_run, tmp_path, monkeyp
 
 def test_changed_settings_are_refused(tiny_run, uninterrupted):
     out, _ = uninterrupted
-    with pytest.raises(checkpoint.CheckpointError, match=r"settings\.probes: saved 4, now 3"):
+    with pytest.raises(checkpoint.CheckpointError, match=r"settings\.probes: saved 2, now 3"):
         run(tiny_run, out, "--probes", "3")
+
+
+def test_the_presets_shortlist_applies_to_the_adaptive_exact_classifier_alone():
+    resolve, Options = estimates.resolve, estimates.EstimateOptions
+    first_pass = lambda options: (options.shortlist, options.first_pass_steps)
+    assert first_pass(resolve(Options(), "digits")) == (2, 4)
+    assert first_pass(resolve(Options(), "fashion-mnist")) == (0, 0)
+    assert first_pass(resolve(Options(estimator="elbo"), "digits")) == (0, 0)
+    assert first_pass(resolve(Options(grid_steps=4), "digits")) == (0, 0)
+    assert first_pass(resolve(Options(first_pass="elbo"), "digits")) == (2, 0)
+    assert first_pass(resolve(Options(first_pass_steps=0), "digits")) == (2, 0)  # adaptive first pass
+    assert first_pass(resolve(Options(shortlist=3), "fashion-mnist")) == (3, 0)
+    off = resolve(Options(shortlist=0), "digits")
+    assert first_pass(off) == (0, 0) and resolve(off, "digits") == off  # resolving twice changes nothing
+    with pytest.raises(ValueError, match="--shortlist must be at least 0, got -1"):
+        resolve(Options(shortlist=-1), "digits")
 
 
 def test_bad_limit(tiny_run, tmp_path):
@@ -69,8 +92,8 @@ def test_bad_limit(tiny_run, tmp_path):
         table1.main(["--run", str(tiny_run), "--out", str(tmp_path), "--limit", "0"])
 
 
-def test_shortlist(tiny_run, tmp_path):
-    summary = run(tiny_run, tmp_path, "--shortlist", "2", "--limit", "4", "--probes", "2")
+def test_shortlist_after_an_adaptive_first_pass(tiny_run, tmp_path):
+    summary = run(tiny_run, tmp_path, "--shortlist", "2", "--first-pass-steps", "0", "--limit", "4")
     lines = [json.loads(line) for line in (tmp_path / "images.jsonl").read_text().splitlines()]
     assert summary["accuracy"] == sum(r["label"] == r["prediction"] for r in lines) / 4
     # A first pass on 10 labels with 1 probe, then 2 labels with 2 probes: fewer passes than

@@ -11,7 +11,7 @@ from experiments.corruptions import corrupt
 from experiments.data import Split
 from tests.conftest import interrupted_then_resumed
 
-FAST = ["--limit", "2", "--images-per-solve", "2", "--probes", "1", "--rtol", "1e-2", "--atol", "1e-2",
+FAST = ["--limit", "2", "--images-per-solve", "2", "--probes", "1", "--shortlist", "0", "--rtol", "1e-2", "--atol", "1e-2",
         "--corruptions", "gaussian_noise,contrast"]
 
 
