@@ -79,6 +79,8 @@ def use_backend(options: BackendOptions) -> dict:
     # A cache chosen before (the test suite's own) stays.
     if options.compilation_cache and not jax.config.jax_compilation_cache_dir:
         jax.config.update("jax_compilation_cache_dir", str(cache_folder()))
+    if options.coordinator is not None:
+        distributed.open_collectives()  # after the compilation cache is chosen: it compiles
     summary = record()
     print(f"backend {summary['backend']}: {len(summary['devices'])} device(s) ({', '.join(summary['devices'])}), "
           f"{summary['processes']} process(es), float32 precision {summary['precision']}", file=sys.stderr)

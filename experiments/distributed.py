@@ -37,6 +37,15 @@ def join(coordinator: str, num_processes: int | None, process_id: int | None) ->
     jax.distributed.initialize(None if coordinator == "auto" else coordinator, num_processes, process_id)
 
 
+def open_collectives() -> None:
+    """One collective right after joining, while the processes are still together: gloo sets
+    up its connections at the first collective and fails if a peer comes more than 30 s later
+    (a fixed limit; seen when one process of a run on a busy host was slow to load its data),
+    while once set up a collective waited 70 s for a late peer without complaint."""
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices("experiments.distributed: collectives open")
+
+
 def writes_files() -> bool:
     """Whether this process writes the shared files: process 0 does."""
     return jax.process_index() == 0
