@@ -114,8 +114,8 @@ class ClassifyConfig(EstimateOptions, EvaluationConfig):
 
 # The paper's values for CIFAR-10 (docs/method.md §4.2: n = 30 draws, rtol = atol = 1e-5); the
 # CPU presets' from benchmarks/classify.py, benchmarks/cost.py and whole-split runs
-# (benchmarks/README.md). 28x28: on the digits test split rtol 1e-3 gave the same 360
-# predictions as 1e-4 at half the cost. Digits: a shortlist of 2 after 4 Heun steps, then 2
+# (benchmarks/README.md). The 28x28 presets' 4 probes at 1e-3 come from digits, where rtol 1e-3
+# gave the same 360 predictions as 1e-4 at half the cost. Digits: a shortlist of 2 after 4 Heun steps, then 2
 # probes at rtol 1e-2, gave the 4-probe rtol-1e-3 solve's accuracy on the whole test split at
 # 0.09 of its time (results/digits/table1_heun_shortlist/); at 28x28 no first pass ranks the
 # labels well enough (results/fashion-mnist/first_pass_grids/), so those presets solve them all.
