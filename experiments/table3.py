@@ -62,9 +62,6 @@ class Table3Config(BackendOptions):
     probes: int | None = option("Rademacher probes per solve (default: table1's)")
     rtol: float | None = option("relative tolerance of every solve (default: table1's)", above=0)
     atol: float | None = option("absolute tolerance of every solve (default: table1's)", above=0)
-    shortlist: int | None = option("labels the judging classifier solves exactly after its first pass "
-                                   "(default: table1's; 0: every label); the attack's gradients solve "
-                                   "every label", at_least=0)
     estimator: Literal["exact", "elbo"] = option("the judged classifier: exact likelihood or ELBO", "exact")
     attack_with: Literal["classifier", "elbo"] = option(
         "whose input gradients PGD follows: the judged classifier's own, or the ELBO classifier's "
@@ -130,8 +127,9 @@ def evaluate(config: Table3Config) -> dict:
         raise ValueError(f"--images-per-batch must be at least 1, got {config.images_per_batch}")
     run = load_run(config.run)
     preset = run.config.preset
+    # The judge scores every label (`image_scores`, as the gradients need): no shortlist.
     options = estimates.resolve(EstimateOptions(probes=config.probes, rtol=config.rtol, atol=config.atol,
-                                                shortlist=config.shortlist, estimator=config.estimator,
+                                                shortlist=0, estimator=config.estimator,
                                                 elbo_samples=config.elbo_samples), preset)
     classifier = estimates.classifier_of(run, options)
     attack_pairs = config.attack_elbo_samples or config.elbo_samples
@@ -145,8 +143,7 @@ def evaluate(config: Table3Config) -> dict:
     attacks = attacks_of(config)
     out = config.out or config.run / "table3"
     saved_settings = {**settings_of(config), "limit": limit, "probes": options.probes,
-                      "rtol": options.rtol, "atol": options.atol, "shortlist": options.shortlist,
-                      "first_pass_steps": options.first_pass_steps}
+                      "rtol": options.rtol, "atol": options.atol}
     results_path = claim(out, saved_settings, run, defaults_of(Table3Config))
     test = load_dataset(preset, "test", source=config.data)
     order = evaluation_order(len(test.labels), limit, config.seed)

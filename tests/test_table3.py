@@ -7,7 +7,7 @@ import pytest
 from experiments import table3
 from tests.conftest import assert_replotted, interrupted_then_resumed
 
-FAST = ["--limit", "2", "--steps", "1", "--eot-draws", "2", "--probes", "1", "--shortlist", "0", "--rtol", "1e-2",
+FAST = ["--limit", "2", "--steps", "1", "--eot-draws", "2", "--probes", "1", "--rtol", "1e-2",
         "--atol", "1e-2", "--examples", "1", "--images-per-batch", "1"]
 
 
