@@ -41,7 +41,8 @@ def open_collectives() -> None:
     """One collective right after joining, while the processes are still together: gloo sets
     up its connections at the first collective and fails if a peer comes more than 30 s later
     (a fixed limit; seen when one process of a run on a busy host was slow to load its data),
-    while once set up a collective waited 70 s for a late peer without complaint."""
+    while once set up a collective waits longer for a late peer (70 s measured,
+    results/distributed/gloo_late_peer.txt)."""
     if jax.process_count() > 1:
         multihost_utils.sync_global_devices("experiments.distributed: collectives open")
 
